@@ -1,0 +1,36 @@
+# `make study`: fresh clone -> venv, install, MNIST, the default sweep, its summary.
+# `make test`:  lint, format check and the test suite.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+# The default study: slope x depth (depth comes from conf/config.yaml's sweep) x init.
+STUDY_ARGS ?= slope=0,0.01,0.2 init=pytorch,kaiming
+
+.PHONY: install data study test lint clean
+
+install: $(STAMP)
+
+# torch/torchvision first, at the versions whose files this machine has on disk (a plain
+# `torch` requirement would pull a multi-GB build from the index).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+data: $(STAMP)
+	$(PY) -m slopestudy.data --root data
+
+study: data
+	$(PY) train.py -m $(STUDY_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) multirun outputs

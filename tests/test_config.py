@@ -1,0 +1,61 @@
+import subprocess
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import OmegaConfBaseException
+
+from slopestudy.config import ConfigError, Init, StudyConfig, register, to_study_config
+
+from .conftest import ROOT
+
+register()
+
+
+def composed(*overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_defaults_compose_to_typed_config():
+    cfg = to_study_config(composed())
+    assert isinstance(cfg, StudyConfig)
+    assert cfg.init is Init.pytorch and cfg.data.name == "mnist"
+
+
+def test_slope_zero_is_a_float():
+    cfg = composed("slope=0")
+    assert isinstance(cfg.slope, float) and cfg.slope == 0.0
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [("slope=abc", "slope"), ("init=foo", "pytorch"), ("depth=ten", "depth"), ("nonsense=1", "nonsense")],
+)
+def test_type_errors_fail_at_composition(override, expected):
+    with pytest.raises((ConfigCompositionException, OmegaConfBaseException)) as err:
+        composed(override)
+    assert expected in str(err.value) + str(err.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["depth=0", "width=-3", "slope=nan", "slope=-0.1", "lr=-1", "batch_size=0", "epochs=-1",
+     "log_every=0", "data.train_size=0", "momentum=1.5"],
+)  # fmt: skip
+def test_range_errors_name_key_and_value(override):
+    key, value = override.split("=")
+    with pytest.raises(ConfigError) as err:
+        to_study_config(composed(override))
+    assert f"{key}=" in str(err.value) and value.lstrip("-") in str(err.value)
+    assert "allowed" in str(err.value)
+
+
+def test_cli_rejects_bad_value_and_leaves_no_run_folder(tmp_path, python):
+    proc = subprocess.run(
+        [python, "train.py", "depth=0", f"hydra.run.dir={tmp_path}/run"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "depth=0" in proc.stderr and "allowed" in proc.stderr
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,80 @@
+"""A real `python train.py -m ...` sweep in a subprocess on tiny IDX data, read back with
+TensorBoard's own reader and checked through run.json."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from .conftest import ROOT
+
+DEPTHS, SLOPES = (2, 4), ("0", "0.2")
+
+
+@pytest.fixture(scope="module")
+def sweep(tiny_root, tmp_path_factory):
+    sweep_dir = tmp_path_factory.mktemp("sweep")
+    cmd = [sys.executable, "train.py", "-m", f"slope={','.join(SLOPES)}",
+           f"depth={','.join(map(str, DEPTHS))}", "width=16", "epochs=2", "batch_size=32",
+           "log_every=3", "hist_every=6", "probe_size=64", "data.fetch=false",
+           "data.verify_md5=false", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    env = {**os.environ, "SLOPESTUDY_DATA": str(tiny_root)}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return sweep_dir, proc.stdout
+
+
+def job_dirs(sweep_dir):
+    # Named from the overrides in Hydra's (sorted) order; machinery keys are excluded.
+    name = "batch_size=32,depth={},epochs=2,slope={},width=16"
+    return {(d, s): sweep_dir / name.format(d, s) / "seed=0" for d in DEPTHS for s in SLOPES}
+
+
+def test_sweep_prints_where_and_how_to_review(sweep):
+    sweep_dir, stdout = sweep
+    assert f"Sweep folder: {sweep_dir}" in stdout
+    assert f"tensorboard --logdir {sweep_dir}" in stdout
+
+
+def test_run_json_per_job(sweep):
+    for (depth, slope), job in job_dirs(sweep[0]).items():
+        run = json.loads((job / "run.json").read_text())
+        assert run["status"] == "completed"
+        assert run["config"]["depth"] == depth and run["config"]["slope"] == float(slope)
+        assert len(run["grad_norm_step0"]) == depth and len(run["signal_norm_step0"]) == depth
+        assert all(v > 0 for v in run["grad_norm_step0"] + run["signal_norm_step0"])
+        assert len(run["grad_norm_epoch_mean"]) == 2 == len(run["signal_norm_epoch_mean"])
+        assert all(len(epoch) == depth for epoch in run["grad_norm_epoch_mean"])
+        assert 0 <= run["final"]["test_acc"] <= 1 and run["final"]["train_loss"] > 0
+        assert [h["epoch"] for h in run["history"]] == [0, 1, 2]
+
+
+def test_tensorboard_reader_finds_every_tag(sweep):
+    for (depth, _), job in job_dirs(sweep[0]).items():
+        acc = EventAccumulator(str(job), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
+        acc.Reload()
+        tags = acc.Tags()
+        expected = {"loss/train", "loss/test", "acc/test"}
+        expected |= {f"{m}/layer_{i:02d}" for m in ("grad_norm", "signal_norm") for i in range(depth)}
+        expected |= {f"{m}/layer_{i:02d}" for m in ("dead_frac", "act_mean", "act_std")
+                     for i in range(depth - 1)}  # fmt: skip
+        assert expected <= set(tags["scalars"]), expected - set(tags["scalars"])
+        assert {f"grad_hist/layer_{i:02d}" for i in range(depth)} <= set(tags["histograms"])
+        # step 0 is logged, and agrees with run.json
+        run = json.loads((job / "run.json").read_text())
+        first = acc.Scalars("grad_norm/layer_00")[0]
+        assert first.step == 0 and first.value == pytest.approx(run["grad_norm_step0"][0], rel=1e-6)
+        steps = [e.step for e in acc.Scalars("signal_norm/layer_00")]
+        assert steps == sorted(steps) and steps[:3] == [0, 3, 6]
+        # hparams in this run (not a timestamped sub-run), config text, custom-scalars layout
+        plugins = acc.PluginTagToContent
+        assert set(plugins("hparams")) == {
+            "_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"
+        }  # fmt: skip
+        assert "config/text_summary" in tags["tensors"]
+        assert "custom_scalars__config__" in tags["tensors"]
+        assert "final/test_acc" in tags["scalars"]
+    assert not [p for p in sweep[0].rglob("*") if p.is_dir() and p.name.replace(".", "").isdigit()]
