@@ -17,14 +17,17 @@ DEPTHS, SLOPES = (2, 4), ("0", "0.2")
 @pytest.fixture(scope="module")
 def sweep(tiny_root, tmp_path_factory):
     sweep_dir = tmp_path_factory.mktemp("sweep")
-    cmd = [sys.executable, "train.py", "-m", f"slope={','.join(SLOPES)}",
-           f"depth={','.join(map(str, DEPTHS))}", "width=16", "epochs=2", "batch_size=32",
+    proc = run_sweep(sweep_dir, tiny_root, f"slope={','.join(SLOPES)}", f"depth={','.join(map(str, DEPTHS))}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return sweep_dir, proc.stdout
+
+
+def run_sweep(sweep_dir, tiny_root, *overrides):
+    cmd = [sys.executable, "train.py", "-m", *overrides, "width=16", "epochs=2", "batch_size=32",
            "log_every=3", "hist_every=6", "probe_size=64", "data.fetch=false",
            "data.verify_md5=false", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
     env = {**os.environ, "SLOPESTUDY_DATA": str(tiny_root)}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return sweep_dir, proc.stdout
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def job_dirs(sweep_dir):
@@ -78,3 +81,23 @@ def test_tensorboard_reader_finds_every_tag(sweep):
         assert "custom_scalars__config__" in tags["tensors"]
         assert "final/test_acc" in tags["scalars"]
     assert not [p for p in sweep[0].rglob("*") if p.is_dir() and p.name.replace(".", "").isdigit()]
+
+
+def test_sweep_ends_with_summary_table_and_files(sweep):
+    sweep_dir, stdout = sweep
+    assert "test accuracy — all runs" in stdout and "slope=0.2" in stdout
+    assert "4 runs: 4 completed" in stdout
+    for name in ("runs.csv", "aggregate.csv", "tables.md", "signal_norm_step0.png", "decay_heatmap.png"):
+        assert (sweep_dir / "summary" / name).exists(), name
+
+
+def test_a_failing_job_does_not_stop_the_sweep(tiny_root, tmp_path):
+    proc = run_sweep(tmp_path, tiny_root, "depth=0,2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    name = "batch_size=32,depth={},epochs=2,width=16"
+    bad = json.loads((tmp_path / name.format(0) / "seed=0" / "run.json").read_text())
+    good = json.loads((tmp_path / name.format(2) / "seed=0" / "run.json").read_text())
+    assert bad["status"] == "failed" and "depth=0" in bad["error"] and bad["traceback"]
+    assert good["status"] == "completed"
+    assert "1 job(s) failed" in proc.stdout and name.format(0) in proc.stdout
+    assert "FAILED" in (tmp_path / "summary" / "tables.md").read_text()

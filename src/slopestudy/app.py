@@ -19,22 +19,33 @@ from slopestudy.records import RUN_JSON, read_run, write_json_atomic
 log = logging.getLogger("slopestudy")
 
 
-def run_job(cfg: DictConfig) -> float:
-    """Body of `python train.py`; returns the final test accuracy (Hydra's job return value)."""
+def run_job(cfg: DictConfig) -> float | None:
+    """Body of `python train.py`; returns the final test accuracy (Hydra's job return value).
+
+    In a multirun a failing job records `status: failed` in its run.json and returns, so the
+    other jobs still run and the end-of-sweep callback still summarizes; that callback then
+    lists the failures and exits non-zero. A single run re-raises.
+    """
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         study_cfg = to_study_config(cfg)
     except ConfigError as e:
-        remove_unused_job_dir(out_dir)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the launcher marks this job failed, runs the rest, and exits non-zero
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        if not multirun:
+            remove_unused_job_dir(out_dir)
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        log.error("%s", e)
+        record_failure(out_dir, cfg, e)
+        return None
     try:
         record = Run(study_cfg, out_dir).execute()
     except Exception as e:
         record_failure(out_dir, cfg, e)
-        raise
+        if not multirun:
+            raise
+        log.exception("job failed; recorded in %s", out_dir / RUN_JSON)
+        return None
     log.info("%s: test_acc %s -> %s", record["status"], record["final"]["test_acc"], out_dir)
     return record["final"]["test_acc"]
 

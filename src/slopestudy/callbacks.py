@@ -12,9 +12,27 @@ log = logging.getLogger("slopestudy")
 
 
 class SweepEnd(Callback):
-    """At the end of a multirun: say where the sweep is and how to review it."""
+    """At the end of a multirun: summarize it, say where it is and how to review it, and exit
+    non-zero if any job failed (jobs record failures in run.json instead of raising, so that
+    Hydra still reaches this point)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from slopestudy.records import read_run
+        from slopestudy.summarize import find_jobs, summarize
+
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        jobs = find_jobs(sweep_dir)
+        failed = [
+            str(j.relative_to(sweep_dir)) for j in jobs if (read_run(j) or {}).get("status") == "failed"
+        ]
+        try:
+            s = summarize([sweep_dir])
+            print("\n" + s.main_table())
+            print(f"\nSummary (CSV, Markdown, PNG): {s.out_dir}")
+        except Exception as e:  # noqa: BLE001 - a summary problem must not hide the sweep
+            log.exception("summary failed: %s (retry: python -m slopestudy.summarize %s)", e, sweep_dir)
         print(f"\nSweep folder: {sweep_dir}")
         print(f"Review it:    tensorboard --logdir {sweep_dir}")
+        if failed:
+            print(f"\n{len(failed)} job(s) failed (see their run.json):\n  " + "\n  ".join(failed))
+            raise SystemExit(1)

@@ -55,4 +55,4 @@ def weight_variance_factor(init: Init | str, width_in: int, width_out: int, slop
 def theory_decay_per_layer(init: Init | str, slope: float, width: int = 256) -> float:
     """Mean-field decay of log10 ||dL/dz|| per layer toward the input: -1/2 log10 g(a)."""
     g = weight_variance_factor(init, width, width, slope) * (1.0 + slope**2) / 2.0
-    return -0.5 * math.log10(g)
+    return -0.5 * math.log10(g) + 0.0  # + 0.0 turns -0.0 into 0.0

@@ -1,0 +1,159 @@
+"""Figures of a sweep summary (PNG), also written into TensorBoard as the run `summary`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from slopestudy.records import read_run  # noqa: E402
+from slopestudy.summarize import group_keys, group_keys_of, variants  # noqa: E402
+
+
+def _slope_colors(slopes):
+    cmap = plt.get_cmap("viridis")
+    slopes = sorted(slopes)
+    return {s: cmap(i / max(1, len(slopes) - 1)) for i, s in enumerate(slopes)}
+
+
+def signal_norm_step0(summary) -> plt.Figure:
+    """log10 ||dL/dz_l|| at step 0 per layer; panels: variant x depth; dashed: theory."""
+    runs = summary.runs[summary.runs["status"].isin(["completed", "diverged"])]
+    keys = group_keys(runs)
+    panels = variants(runs, keys)
+    depths = sorted(runs["depth"].unique())
+    colors = _slope_colors(runs["slope"].unique())
+    fig, axes = plt.subplots(len(panels), len(depths), squeeze=False,
+                             figsize=(3.2 * len(depths), 2.8 * len(panels)))  # fmt: skip
+    for r, (label, part) in enumerate(panels):
+        for c, depth in enumerate(depths):
+            ax = axes[r][c]
+            for slope, group in part[part["depth"] == depth].groupby("slope"):
+                norms = [
+                    read_run(Path(s) / j).get("signal_norm_step0")
+                    for s, j in zip(group["sweep"], group["job"], strict=True)
+                ]
+                norms = np.array([n for n in norms if n])
+                if norms.size == 0:
+                    continue
+                with np.errstate(divide="ignore"):
+                    logs = np.log10(norms).mean(axis=0)  # geometric mean over seeds
+                layers = np.arange(len(logs))
+                ax.plot(layers, logs, "o-", ms=3, color=colors[slope], label=f"a={slope:g}")
+                theory = group["decay_theory"].iloc[0]
+                if depth >= 3 and np.isfinite(logs[depth - 2]):
+                    hidden = layers[:-1]
+                    ax.plot(
+                        hidden,
+                        logs[depth - 2] - theory * (depth - 2 - hidden),
+                        "--",
+                        color=colors[slope],
+                        lw=1,
+                    )
+            ax.set_title(f"depth {depth}\n{label}", fontsize=8)
+            ax.set_xlabel("layer (0 = input side)", fontsize=8)
+            if c == 0:
+                ax.set_ylabel("log10 ||dL/dz_l|| at step 0", fontsize=8)
+            ax.tick_params(labelsize=7)
+    axes[0][-1].legend(fontsize=7, title="slope (dashed: theory)", title_fontsize=7)
+    fig.suptitle("Backprop signal norm per layer at initialization (mean over seeds)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def decay_heatmap(summary) -> plt.Figure:
+    agg = summary.agg
+    panels = variants(agg, group_keys_of(agg))
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(4.2 * len(panels), 3.6))
+    for ax, (label, part) in zip(axes[0], panels, strict=True):
+        m = part.pivot_table(index="depth", columns="slope", values="decay_step0_mean", dropna=False)
+        th = part.pivot_table(index="depth", columns="slope", values="decay_theory_mean", dropna=False)
+        if not np.isfinite(m.values).any():  # depth < 3 everywhere: no hidden-layer fit
+            ax.set_axis_off()
+            ax.set_title(f"{label}: no depth >= 3 to fit", fontsize=9)
+            continue
+        # One colour scale for every panel: 0 (no decay) to the worst theory value, 0.389.
+        vmax = max(0.4, np.nanmax(m.values))
+        im = ax.imshow(m.values, cmap="magma_r", aspect="auto", vmin=min(0, np.nanmin(m.values)), vmax=vmax)
+        ax.set_xticks(range(len(m.columns)), [f"{s:g}" for s in m.columns])
+        ax.set_yticks(range(len(m.index)), m.index)
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                if np.isfinite(m.values[i, j]):
+                    text = f"{m.values[i, j]:.3f}\n[th {th.values[i, j]:.3f}]"
+                    color = "white" if m.values[i, j] > vmax / 2 else "black"
+                    ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+        ax.set_xlabel("negative_slope")
+        ax.set_ylabel("depth")
+        ax.set_title(label, fontsize=9)
+        fig.colorbar(im, ax=ax, label="decay/layer (log10)")
+    fig.suptitle("Signal decay per layer at step 0, measured [theory]", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _metric_vs_depth(summary, metric: str, ylabel: str, title: str, extra=None) -> plt.Figure:
+    agg = summary.agg
+    panels = variants(agg, group_keys_of(agg))
+    colors = _slope_colors(agg["slope"].unique())
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(4.2 * len(panels), 3.4), sharey=True)
+    for ax, (label, part) in zip(axes[0], panels, strict=True):
+        for slope, g in part.sort_values("depth").groupby("slope"):
+            ax.errorbar(g["depth"], g[f"{metric}_mean"], yerr=g[f"{metric}_std"].fillna(0), marker="o",
+                        capsize=3, color=colors[slope], label=f"a={slope:g}")  # fmt: skip
+            if extra:
+                extra(ax, g, colors[slope])
+        ax.set_xlabel("depth (Linear layers)")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=7, title="slope", title_fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def draw_all(summary) -> list[Path]:
+    def dead_at_init(ax, g, color):
+        ax.plot(g["depth"], g["dead_frac_step0_mean"], ":", color=color)
+
+    has_end = summary.agg["dead_frac_end_mean"].notna().any()
+    figs = {
+        "signal_norm_step0": signal_norm_step0(summary),
+        "decay_heatmap": decay_heatmap(summary),
+        "test_acc_vs_depth": _metric_vs_depth(
+            summary, "test_acc", "test accuracy", "Test accuracy at the end (mean ± std over seeds)"
+        ),
+        "dead_frac_vs_depth": _metric_vs_depth(
+            summary,
+            "dead_frac_end" if has_end else "dead_frac_step0",
+            "dead-unit fraction",
+            "Dead (or negative-region) units on the probe batch: end"
+            + (" (solid), init (dotted)" if has_end else ""),
+            extra=dead_at_init if has_end else None,
+        ),
+    }
+    paths = []
+    for name, fig in figs.items():
+        path = summary.out_dir / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    to_tensorboard(summary.out_dir, paths)
+    return paths
+
+
+def to_tensorboard(out_dir: Path, paths: list[Path]) -> None:
+    """The figures as images in the run `summary`, so the dashboard review shows them."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    for old in out_dir.glob("events.out.tfevents.*"):  # a re-summary replaces, never duplicates
+        old.unlink()
+    with SummaryWriter(log_dir=str(out_dir)) as writer:
+        for path in paths:
+            image = plt.imread(path)[..., :3]  # (H, W, 3) floats in [0, 1]
+            writer.add_image(f"summary/{path.stem}", image, 0, dataformats="HWC")

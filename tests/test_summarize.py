@@ -1,0 +1,115 @@
+"""The summary on synthetic run folders: known inputs, known numbers."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from slopestudy.model import theory_decay_per_layer
+from slopestudy.summarize import fit_decay, grad_ratio, main, summarize
+
+BASE = {"slope": 0.0, "depth": 4, "width": 32, "init": "pytorch", "seed": 0, "optimizer": "sgd",
+        "lr": 0.01, "epochs": 1, "data": {"name": "mnist", "root": "data", "train_size": None}}  # fmt: skip
+
+
+def make_run(sweep, name, status="completed", decay=0.3, acc=0.9, write_json=True, **overrides):
+    cfg = {**BASE, **overrides}
+    job = sweep / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    if not write_json:
+        return job
+    depth = cfg["depth"]
+    # signal grows by `decay` decades per layer toward the output; the output layer is off-trend
+    signal = [10 ** (decay * i - 5) for i in range(depth - 1)] + [123.0]
+    grad = [10.0 ** (-2 + i / (depth - 1)) for i in range(depth)]  # first/last = 1e-1
+    hist = {"dead_frac": [0.5] * (depth - 1), "signal_norm_mean": signal, "grad_norm_mean": grad}
+    run = {
+        "status": status, "config": cfg,
+        "signal_norm_step0": signal, "grad_norm_step0": grad,
+        "history": [{"epoch": 0, "step": 0, "test_acc": 0.1, **hist},
+                    {"epoch": 1, "step": 100, "test_acc": acc, **hist}],
+        "final": {"test_acc": acc, "test_loss": 0.3, "train_loss": 0.2},
+    }  # fmt: skip
+    if status == "failed":
+        run["error"] = "RuntimeError: boom"
+    (job / "run.json").write_text(json.dumps(run))
+    return job
+
+
+def test_fit_decay_and_grad_ratio_known_values():
+    assert fit_decay([10 ** (0.25 * i) for i in range(6)] + [1.0]) == pytest.approx(0.25)
+    assert math.isnan(fit_decay([1.0, 2.0]))  # one hidden layer: nothing to fit
+    assert math.isnan(fit_decay([0.0, 1.0, 2.0, 3.0]))  # exactly-zero gradient: no log
+    assert grad_ratio([1e-3, 1.0, 1e-1]) == pytest.approx(-2.0)
+
+
+def test_table_numbers_and_seed_aggregation(tmp_path):
+    for seed, acc in enumerate([0.90, 0.92, 0.94]):
+        make_run(tmp_path, f"slope=0/seed={seed}", seed=seed, acc=acc, decay=0.3 + 0.01 * seed)
+    s = summarize([tmp_path], figures=False)
+    assert len(s.runs) == 3 and set(s.runs["decay_step0"].round(6)) == {0.3, 0.31, 0.32}
+    assert s.runs["grad_ratio_step0"].tolist() == pytest.approx([-1.0] * 3)
+    row = s.agg.iloc[0]
+    assert row["test_acc_mean"] == pytest.approx(0.92) and row["test_acc_n"] == 3
+    assert row["test_acc_std"] == pytest.approx(0.02)
+    assert row["decay_step0_mean"] == pytest.approx(0.31)
+    assert row["decay_theory_mean"] == pytest.approx(theory_decay_per_layer("pytorch", 0.0, 32))
+    assert row["steps_to_90_mean"] == 100
+    table = s.tables["test accuracy"]["all runs"]
+    assert table.loc[4, "slope=0"] == "0.920 ± 0.020 (3)"
+    for f in ("runs.csv", "aggregate.csv", "tables.md", "test_acc__all.csv", "decay_step0__all.csv"):
+        assert (s.out_dir / f).exists()
+    assert pd.read_csv(s.out_dir / "runs.csv")["test_acc"].tolist() == pytest.approx([0.9, 0.92, 0.94])
+
+
+def test_different_fixed_settings_are_never_averaged(tmp_path):
+    make_run(tmp_path, "a/seed=0", width=32, acc=0.5)
+    make_run(tmp_path, "b/seed=0", width=64, acc=0.7)
+    make_run(tmp_path, "c/seed=0", width=64, acc=0.9, seed=1)
+    s = summarize([tmp_path], figures=False)
+    assert "width" in s.agg.columns and len(s.agg) == 2
+    by_width = s.agg.set_index("width")["test_acc_mean"]
+    assert by_width[32] == pytest.approx(0.5) and by_width[64] == pytest.approx(0.8)
+    assert set(s.tables["test accuracy"]) == {"width=32", "width=64"}
+
+
+def test_failed_interrupted_missing_and_partial_are_reported(tmp_path):
+    make_run(tmp_path, "depth=4,slope=0/seed=0")
+    make_run(tmp_path, "depth=4,slope=0.2/seed=0", slope=0.2, status="failed")
+    make_run(tmp_path, "depth=6,slope=0/seed=0", depth=6, status="running")  # killed mid-run
+    make_run(tmp_path, "depth=6,slope=0.2/seed=0", depth=6, slope=0.2, write_json=False)
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
+        "overrides": {"task": ["slope=0,0.2"]}, "sweeper": {"params": {"depth": "4,6,8"}}}}))  # fmt: skip
+    s = summarize([tmp_path], figures=False)
+    status = dict(zip(s.runs["job"], s.runs["status"], strict=True))
+    assert status == {
+        "depth=4,slope=0/seed=0": "completed",
+        "depth=4,slope=0.2/seed=0": "failed",
+        "depth=6,slope=0/seed=0": "interrupted",
+        "depth=6,slope=0.2/seed=0": "missing",
+    }
+    assert len(s.agg) == 1  # only the completed run is tabulated
+    notes = "\n".join(s.notes)
+    assert "PARTIAL" in notes and "lacks 5 finished job(s)" in notes  # 6 asked, 1 finished
+    assert "FAILED: depth=4,slope=0.2/seed=0 — RuntimeError: boom" in notes
+    assert "INTERRUPTED: depth=6,slope=0/seed=0" in notes and "MISSING: depth=6,slope=0.2/seed=0" in notes
+    assert "PARTIAL" in (s.out_dir / "tables.md").read_text()
+
+
+def test_cli_help_and_figures(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "sweep" in capsys.readouterr().out
+    for slope in (0.0, 0.2):
+        for depth in (3, 5):
+            make_run(tmp_path, f"d{depth}s{slope}/seed=0", slope=slope, depth=depth)
+    assert main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "slope=0.2" in out
+    for name in ("signal_norm_step0", "decay_heatmap", "test_acc_vs_depth", "dead_frac_vs_depth"):
+        assert (tmp_path / "out" / f"{name}.png").stat().st_size > 10_000
+    assert list((tmp_path / "out").glob("events.out.tfevents.*"))
+    assert main([str(tmp_path / "nope")]) == 1
