@@ -12,11 +12,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from slopestudy.config import ConfigError, to_study_config
-from slopestudy.loop import Run
-from slopestudy.records import RUN_JSON, read_run, write_json_atomic
+from slopestudy.config import ConfigError, as_plain_dict, to_study_config
+from slopestudy.loop import Run, pick_device
+from slopestudy.records import RUN_JSON, read_run, same_config, write_json_atomic
 
 log = logging.getLogger("slopestudy")
+DONE = ("completed", "diverged")  # statuses that are results; anything else is run again
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -30,6 +31,7 @@ def run_job(cfg: DictConfig) -> float | None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         study_cfg = to_study_config(cfg)
+        pick_device(study_cfg.device)  # device=cuda without a GPU is a config error too
     except ConfigError as e:
         if not multirun:
             remove_unused_job_dir(out_dir)
@@ -38,6 +40,15 @@ def run_job(cfg: DictConfig) -> float | None:
         log.error("%s", e)
         record_failure(out_dir, cfg, e)
         return None
+    previous = read_run(out_dir)
+    if (
+        previous
+        and previous.get("status") in DONE
+        and same_config(previous["config"], as_plain_dict(study_cfg))
+    ):
+        # Re-running a sweep into the same folder: finished jobs are results, keep them.
+        log.info("already %s with this config, skipping: %s", previous["status"], out_dir)
+        return previous["final"]["test_acc"]
     try:
         record = Run(study_cfg, out_dir).execute()
     except Exception as e:

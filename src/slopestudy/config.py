@@ -106,12 +106,14 @@ class StudyConfig:
         check(self.threads >= 0, "threads", self.threads, "an integer >= 0 (0 = auto)")
         d = self.data
         check(d.name in DATASETS, "data.name", d.name, f"one of {sorted(DATASETS)}")
-        for key in ("train_size", "test_size"):
+        for key, full_size in zip(("train_size", "test_size"), DATASET_SIZES[d.name], strict=True):
             value = getattr(d, key)
-            check(value is None or value >= 1, f"data.{key}", value, "null or an integer >= 1")
+            allowed = f"null (all) or an integer from 1 to {full_size}"
+            check(value is None or 1 <= value <= full_size, f"data.{key}", value, allowed)
 
 
 DATASETS = {"mnist": "MNIST", "fashion": "FashionMNIST"}
+DATASET_SIZES = {"mnist": (60_000, 10_000), "fashion": (60_000, 10_000)}  # (train, test)
 
 
 def check(ok: bool, key: str, value: object, allowed: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -17,11 +18,12 @@ from slopestudy import data as data_mod
 from slopestudy.config import ConfigError, Device, Optimizer, StudyConfig, as_plain_dict
 from slopestudy.model import build_mlp, linears
 from slopestudy.probes import GradientProbe, activation_stats
-from slopestudy.records import RUN_JSON, write_json_atomic
+from slopestudy.records import RUN_JSON, environment, same_config, write_json_atomic
 from slopestudy.tblog import FINAL_METRICS, RunLogger
 
 log = logging.getLogger(__name__)
 EVAL_CHUNK = 10_000
+CHECKPOINT = "checkpoint.pt"
 
 
 def pick_device(choice: Device) -> torch.device:
@@ -34,9 +36,11 @@ def pick_device(choice: Device) -> torch.device:
 
 def set_threads(threads: int) -> int:
     # Parallel launchers run several jobs per machine; each must use only its share of the
-    # cores or they oversubscribe (10-25x slower). joblib's loky sets OMP_NUM_THREADS.
-    if threads == 0 and os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        threads = int(os.environ["OMP_NUM_THREADS"])
+    # cores or they oversubscribe (10-25x slower). joblib's loky sets OMP_NUM_THREADS in its
+    # workers; SLURM tells a task its cores in SLURM_CPUS_PER_TASK.
+    for var in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK"):
+        if threads == 0 and os.environ.get(var, "").isdigit():
+            threads = int(os.environ[var])
     if threads > 0:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
@@ -70,13 +74,13 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.
 class Run:
     """State of one training run; `execute()` runs it and returns the run.json record."""
 
-    def __init__(self, cfg: StudyConfig, out_dir: str | Path) -> None:
+    def __init__(self, cfg: StudyConfig, out_dir: str | Path, data: data_mod.Tensors | None = None) -> None:
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         self.device = pick_device(cfg.device)
         self.threads = set_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
-        self.data = data_mod.load(cfg.data, self.device)
+        self.data = data if data is not None else data_mod.load(cfg.data, self.device)
         self.model = build_mlp(cfg.depth, cfg.width, cfg.slope, cfg.inplace, cfg.init)
         self.model.to(self.device)
         self.probe = GradientProbe(self.model)
@@ -97,8 +101,10 @@ class Run:
             "epochs_done": 0,
             "history": [],
         }
-        self.logger = RunLogger(self.out_dir, self.hparams)
+        self.record["env"] = environment()
+        self.logger: RunLogger | None = None  # opened by execute(), after a possible resume
         self._epoch_norms: list[list[float]] = []  # rows of [grad..., signal...] this epoch
+        self.step = 0  # optimizer updates done so far
 
     # --- the pieces of a step -------------------------------------------------------------
     def batches(self):
@@ -159,70 +165,127 @@ class Run:
     # --- the run --------------------------------------------------------------------------
     def execute(self) -> dict:
         cfg = self.cfg
+        resumed = self.try_resume()
         log.info(
             "depth=%d width=%d slope=%g init=%s optimizer=%s lr=%g | %d params | %d train / %d "
-            "test examples | %d steps/epoch | device %s, %d threads",
+            "test examples | %d steps/epoch | device %s, %d threads%s",
             cfg.depth, cfg.width, cfg.slope, cfg.init.value, cfg.optimizer.value, cfg.lr,
             self.record["n_params"], len(self.data.x_train), len(self.data.x_test),
             self.steps_per_epoch, self.device, self.threads,
+            f" | resumed after epoch {self.record['epochs_done']}" if resumed else "",
         )  # fmt: skip
+        # purge_step hides events a killed run wrote after its last checkpoint.
+        self.logger = RunLogger(self.out_dir, self.hparams, purge_step=self.step if resumed else None)
         self.save()
         try:
-            self._train()
+            self._train(resumed)
+        except KeyboardInterrupt:
+            self.record["status"] = "interrupted"
+            raise
         finally:
             self.finish()
         return self.record
 
-    def _train(self) -> None:
-        cfg = self.cfg
-        # Step 0: the first batch's gradient before any update, where theory is exact.
-        xb, yb = next(self.batches())
-        loss0, norms0 = self.forward_backward(xb, yb, measure=True)
-        loss0_value = self.log_norms(0, loss0, norms0)
-        self.end_of_epoch(0, 0, loss0_value, 0.0)
-        if not math.isfinite(loss0_value):
-            return self.diverged(0)
-        self.batch_gen.manual_seed(cfg.seed)  # training sees the same batch order as step 0
+    # --- checkpoints: written at every epoch end, so a killed run resumes where it was -----
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT
 
-        step = 0
-        bar = tqdm(total=cfg.epochs * self.steps_per_epoch, disable=not sys.stderr.isatty(),
-                   leave=False, unit="step", dynamic_ncols=True)  # fmt: skip
-        first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)
-        for epoch in range(1, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            loss_sum = torch.zeros((), device=self.device)
-            for xb, yb in self.batches():
-                measure = step % cfg.log_every == 0 and step > 0
-                loss, norms = self.forward_backward(xb, yb, measure)
-                loss_value = self.log_norms(step, loss, norms) if measure else 0.0
-                self.optimizer.step()
-                loss_sum += loss
-                # Device-side record of the first non-finite loss: no host sync per step.
-                bad = (~torch.isfinite(loss)) & (first_bad < 0)
-                first_bad = torch.where(bad, step, first_bad)
-                step += 1
-                bar.update(1)
-                if not math.isfinite(loss_value):
-                    bar.close()
-                    return self.diverged(int(first_bad))
-            train_loss = (loss_sum / self.steps_per_epoch).item()
-            if not math.isfinite(train_loss):
-                bar.close()
-                return self.diverged(int(first_bad))
-            e = self.end_of_epoch(epoch, step, train_loss, time.perf_counter() - t0)
-            speed = len(self.data.x_train) / e["seconds"]
-            msg = (
-                f"epoch {epoch}/{cfg.epochs}  step {step}  train_loss {train_loss:.4f}  "
-                f"test_loss {e['test_loss']:.4f}  test_acc {e['test_acc']:.4f}  "
-                f"({e['seconds']:.1f}s, {speed:.0f} samples/s)"
-            )
-            if bar.disable:
-                log.info(msg)
-            else:
-                bar.write(msg)
-            self.save()
-        bar.close()
+    def save_checkpoint(self) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "batch_gen": self.batch_gen.get_state(),
+            "step": self.step,
+            "record": json.dumps(self.record),  # a string keeps torch.load(weights_only=True) happy
+        }
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def try_resume(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        try:
+            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+            record = json.loads(state["record"])
+        except Exception as e:  # noqa: BLE001 - a bad checkpoint means: start over
+            log.warning("ignoring unreadable checkpoint %s (%s): starting over", self.checkpoint_path, e)
+            return False
+        if not same_config(record["config"], self.record["config"]):
+            log.warning("checkpoint %s has another config: starting over", self.checkpoint_path)
+            return False
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.batch_gen.set_state(state["batch_gen"])
+        self.step = state["step"]
+        self.record = {**record, "status": "running", "env": self.record["env"], "threads": self.threads}
+        self.record["resumed_at_step"] = [*record.get("resumed_at_step", []), self.step]
+        return True
+
+    def _train(self, resumed: bool) -> None:
+        cfg = self.cfg
+        if not resumed:
+            # Step 0: the first batch's gradient before any update, where theory is exact.
+            xb, yb = next(self.batches())
+            loss0, norms0 = self.forward_backward(xb, yb, measure=True)
+            loss0_value = self.log_norms(0, loss0, norms0)
+            self.end_of_epoch(0, 0, loss0_value, 0.0)
+            if not math.isfinite(loss0_value):
+                return self.diverged(0)
+            self.batch_gen.manual_seed(cfg.seed)  # training sees the same batch order as step 0
+
+        self.bar = tqdm(total=cfg.epochs * self.steps_per_epoch, disable=not sys.stderr.isatty(),
+                        leave=False, unit="step", dynamic_ncols=True)  # fmt: skip
+        try:
+            self.bar.update(self.step)
+            for epoch in range(self.record["epochs_done"] + 1, cfg.epochs + 1):
+                t0 = time.perf_counter()
+                train_loss = self.train_epoch()
+                if not math.isfinite(train_loss):
+                    return self.diverged(self.first_bad_step)
+                self.report(self.end_of_epoch(epoch, self.step, train_loss, time.perf_counter() - t0))
+                self.save_checkpoint()
+                self.save()
+        finally:
+            self.bar.close()
         self.record["status"] = "completed"
+
+    def train_epoch(self) -> float:
+        """One pass over the training set; returns the mean batch loss (non-finite: diverged)."""
+        cfg = self.cfg
+        # Batch losses stay on the device (one copy per step, no host sync) until a log step.
+        losses = torch.full((self.steps_per_epoch,), math.nan, device=self.device)
+        self._epoch_losses, self._epoch_start = losses, self.step
+        for i, (xb, yb) in enumerate(self.batches()):
+            measure = self.step % cfg.log_every == 0 and self.step > 0
+            loss, norms = self.forward_backward(xb, yb, measure)
+            losses[i] = loss
+            if measure and not math.isfinite(self.log_norms(self.step, loss, norms)):
+                return math.nan
+            self.optimizer.step()
+            self.step += 1
+            self.bar.update(1)
+        return losses.mean().item()
+
+    @property
+    def first_bad_step(self) -> int:
+        """The first step of this epoch whose loss was not finite."""
+        done = self.step - self._epoch_start + 1
+        bad = (~torch.isfinite(self._epoch_losses[:done])).nonzero()
+        return self._epoch_start + (int(bad[0]) if len(bad) else done - 1)
+
+    def report(self, e: dict) -> None:
+        speed = len(self.data.x_train) / e["seconds"]
+        msg = (
+            f"epoch {e['epoch']}/{self.cfg.epochs}  step {e['step']}  train_loss {e['train_loss']:.4f}  "
+            f"test_loss {e['test_loss']:.4f}  test_acc {e['test_acc']:.4f}  "
+            f"({e['seconds']:.1f}s, {speed:.0f} samples/s)"
+        )
+        if self.bar.disable:
+            log.info(msg)
+        else:
+            self.bar.write(msg)
 
     def diverged(self, at_step: int) -> None:
         log.warning("loss became non-finite at step %d: stopping this run (status diverged)", at_step)
@@ -242,7 +305,10 @@ class Run:
             }  # fmt: skip
             self.logger.hparams({**self.hparams, "status": self.record["status"]}, metrics,
                                 self.record["step"])  # fmt: skip
-        self.logger.close()
+        if self.logger is not None:
+            self.logger.close()
+        if self.record["status"] in ("completed", "diverged"):
+            self.checkpoint_path.unlink(missing_ok=True)  # done: nothing to resume
         self.save()
 
     def save(self) -> None:

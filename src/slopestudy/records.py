@@ -9,7 +9,9 @@ import tempfile
 from pathlib import Path
 
 RUN_JSON = "run.json"
-STATUSES = ("running", "completed", "diverged", "failed")
+STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+# Keys that may differ between a run and its restart without changing any result.
+NOT_RESULT_KEYS = {"threads"}
 
 
 def _finite_or_none(obj):
@@ -44,3 +46,36 @@ def read_run(folder: str | Path) -> dict | None:
         return json.loads((Path(folder) / RUN_JSON).read_text())
     except (OSError, ValueError):
         return None
+
+
+def same_config(a: dict, b: dict) -> bool:
+    return {k: v for k, v in a.items() if k not in NOT_RESULT_KEYS} == {
+        k: v for k, v in b.items() if k not in NOT_RESULT_KEYS
+    }
+
+
+def environment() -> dict:
+    """Package versions and the git commit of the code, for run.json."""
+    import platform
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for pkg in ("torch", "torchvision", "hydra-core", "tensorboard", "numpy", "slopestudy"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = None
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                             capture_output=True, text=True, timeout=10)  # fmt: skip
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10
+        )
+        commit = (
+            head.stdout.strip() + ("+dirty" if out.stdout.strip() else "") if head.returncode == 0 else None
+        )
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"python": platform.python_version(), "packages": versions, "git_commit": commit}

@@ -43,8 +43,8 @@ def markdown_table(flat: dict) -> str:
 class RunLogger:
     """Writes scalars, histograms, config text and hparams into `log_dir` (one TB run)."""
 
-    def __init__(self, log_dir: str | Path, flat_config: dict) -> None:
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+    def __init__(self, log_dir: str | Path, flat_config: dict, purge_step: int | None = None) -> None:
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
         self.writer.add_text("config", markdown_table(flat_config), 0)
         self.writer.add_custom_scalars(custom_scalars_layout())
 

@@ -1,0 +1,133 @@
+"""Review a sweep in the real TensorBoard: check its HTTP API, then screenshot it in Chromium.
+
+    python scripts/review_dashboard.py SWEEP_DIR [--out results/figures] [--port 6123]
+
+Starts `tensorboard --logdir SWEEP_DIR` on 127.0.0.1, checks that every job folder is a run
+and that each run has the scalar tags, histograms and hparams this project writes, then takes
+headless-Chromium screenshots of the Scalars, Custom Scalars and HParams views
+(needs Debian's `chromium`). Exits non-zero if anything is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--hide-scrollbars", "--window-size=1500,1000", "--virtual-time-budget=15000",
+]  # fmt: skip
+VIEWS = {
+    "scalars": "#scalars&tagFilter=signal_norm",
+    "custom_scalars": "#custom_scalars",
+    "hparams": "#hparams",
+}
+
+
+def get_json(url: str, body: dict | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json", "X-TensorBoard-Feature-Flags": "{}"}
+    with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=30) as r:
+        return json.loads(r.read())
+
+
+def wait_until_ready(base: str, proc: subprocess.Popen, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tensorboard exited with code {proc.returncode}")
+        try:
+            get_json(f"{base}/data/runs")
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"tensorboard did not answer at {base} within {seconds:.0f}s")
+
+
+def check_api(base: str, sweep: Path) -> list[str]:
+    """Problems found through TensorBoard's HTTP API (empty list = all there)."""
+    problems = []
+    jobs = sorted(str(p.parent.relative_to(sweep)) for p in sweep.rglob("run.json"))
+    # The event files may still be loading: retry until every job is a run with its tags.
+    for _ in range(60):
+        runs = set(get_json(f"{base}/data/runs"))
+        tags = get_json(f"{base}/data/plugin/scalars/tags")
+        if set(jobs) <= runs and all("acc/test" in tags.get(j, {}) for j in jobs):
+            break
+        time.sleep(1)
+    hists = get_json(f"{base}/data/plugin/histograms/tags")
+    for job in jobs:
+        run = json.loads((sweep / job / "run.json").read_text())
+        depth = run["config"]["depth"]
+        want = {"loss/train", "loss/test", "acc/test", "final/test_acc"}
+        want |= {f"{m}/layer_{i:02d}" for m in ("grad_norm", "signal_norm") for i in range(depth)}
+        want |= {f"dead_frac/layer_{i:02d}" for i in range(depth - 1)}
+        missing = want - set(tags.get(job, {}))
+        if job not in runs:
+            problems.append(f"run {job} is not listed by /data/runs")
+        elif missing:
+            problems.append(f"run {job} lacks scalar tags {sorted(missing)[:5]}")
+        if f"grad_hist/layer_{depth - 1:02d}" not in hists.get(job, {}):
+            problems.append(f"run {job} lacks gradient histograms")
+    experiment = get_json(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
+    hparam_names = {h["name"] for h in experiment.get("hparamInfos", [])}
+    for name in ("slope", "depth", "init", "seed"):
+        if name not in hparam_names:
+            problems.append(f"HParams dashboard lacks hparam {name!r} (has {sorted(hparam_names)})")
+    print(f"API: {len(runs)} runs listed, {len(jobs)} job folders, hparams {sorted(hparam_names)}")
+    return problems
+
+
+def screenshots(base: str, out: Path) -> list[Path]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise FileNotFoundError("chromium not found (apt-get install chromium)")
+    paths = []
+    for name, fragment in VIEWS.items():
+        path = out / f"tensorboard_{name}.png"
+        with tempfile.TemporaryDirectory() as profile:
+            cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={path}",
+                   f"{base}/{fragment}"]  # fmt: skip
+            subprocess.run(cmd, capture_output=True, timeout=120, check=True)
+        paths.append(path)
+    return paths
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep_dir", type=Path)
+    p.add_argument("--out", type=Path, default=Path("results/figures"))
+    p.add_argument("--port", type=int, default=6123)
+    p.add_argument("--no-screenshots", action="store_true")
+    args = p.parse_args()
+    sweep = args.sweep_dir.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = f"http://127.0.0.1:{args.port}"
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep), "--host", "127.0.0.1",
+           "--port", str(args.port), "--reload_interval", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until_ready(base, proc)
+        problems = check_api(base, sweep)
+        if not args.no_screenshots:
+            for path in screenshots(base, args.out):
+                print(f"screenshot: {path}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    for problem in problems:
+        print(f"PROBLEM: {problem}", file=sys.stderr)
+    print("dashboard review: " + ("OK" if not problems else f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Side-by-side speed benchmark of the training step, in one process, on one model and data.
+
+    python -m slopestudy.bench                 # full: writes results/bench.md
+    python -m slopestudy.bench --quick         # seconds: checks the code path only (CI)
+
+Measures samples/s of (a) the matmul limit: the same matmuls a forward+backward does, with no
+autograd; (b) a bare training loop over in-memory tensors; (c) this project's instrumented
+training epoch (probes, TensorBoard logging at the default rates); (d) the pytorch/examples
+pipeline: torchvision transforms + DataLoader. Rounds are interleaved and the median is kept,
+so a noisy neighbour hurts every variant alike. Prints and records the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from slopestudy import data as data_mod
+from slopestudy.config import DataConfig, StudyConfig
+from slopestudy.model import build_mlp
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def get_data(n: int, root: str) -> tuple[data_mod.Tensors, str]:
+    """Real MNIST when it is there, else random tensors of the same shape (speed is the same)."""
+    try:
+        cfg = DataConfig(root=root, fetch=False, train_size=n, test_size=1000)
+        return data_mod.load(cfg, torch.device("cpu")), "MNIST"
+    except data_mod.DataError:
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.randn(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g)
+        return data_mod.Tensors(x, y, x[:1000], y[:1000]), "synthetic (MNIST not found)"
+
+
+def matmul_limit(depth: int, width: int, batch: int, n: int) -> float:
+    """samples/s of only the GEMMs of forward + backward (3 per layer), preallocated."""
+    sizes = [784] + [width] * (depth - 1) + [10]
+    ws = [torch.randn(sizes[i + 1], sizes[i]) for i in range(depth)]
+    acts = [torch.randn(batch, s) for s in sizes]
+    grads = [torch.randn(batch, s) for s in sizes]
+    wgrads = [torch.empty_like(w) for w in ws]
+    steps = n // batch
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        for i, w in enumerate(ws):
+            torch.mm(acts[i], w.t(), out=acts[i + 1])  # forward
+        for i in reversed(range(depth)):
+            torch.mm(grads[i + 1].t(), acts[i], out=wgrads[i])  # dL/dW_i
+            if i:
+                torch.mm(grads[i + 1], ws[i], out=grads[i])  # dL/dx_i
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def bare_loop(cfg: StudyConfig, d: data_mod.Tensors) -> float:
+    """The plainest correct loop: in-memory tensors, no probes, no logging."""
+    torch.manual_seed(0)
+    model = build_mlp(cfg.depth, cfg.width, cfg.slope, init=cfg.init)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    n = len(d.x_train)
+    t0 = time.perf_counter()
+    perm = torch.randperm(n)
+    for i in range(0, n, cfg.batch_size):
+        idx = perm[i : i + cfg.batch_size]
+        loss = F.cross_entropy(model(d.x_train[idx]), d.y_train[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return n / (time.perf_counter() - t0)
+
+
+def instrumented(cfg: StudyConfig, d: data_mod.Tensors, out_dir: Path) -> float:
+    """This project's training epoch (Run.train_epoch) at the config's logging rates."""
+    from slopestudy.loop import Run
+
+    run = Run(cfg, out_dir, data=d)
+    run.bar = _NoBar()
+    t0 = time.perf_counter()
+    run.train_epoch()
+    seconds = time.perf_counter() - t0
+    run.logger.close()
+    return len(d.x_train) / seconds
+
+
+class _NoBar:
+    disable = True
+
+    def update(self, _n: int) -> None:
+        pass
+
+
+def dataloader_baseline(cfg: StudyConfig, root: str, n: int) -> float | None:
+    """pytorch/examples style: ToTensor + Normalize per sample, DataLoader batches."""
+    import torchvision
+    from torchvision import transforms
+
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    try:
+        ds = torchvision.datasets.MNIST(root, train=True, download=False, transform=tf)
+    except RuntimeError:
+        return None
+    ds = torch.utils.data.Subset(ds, range(n))
+    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True)
+    torch.manual_seed(0)
+    model = build_mlp(cfg.depth, cfg.width, cfg.slope, init=cfg.init)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    t0 = time.perf_counter()
+    for xb, yb in loader:
+        loss = F.cross_entropy(model(xb.flatten(1)), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return n / (time.perf_counter() - t0)
+
+
+def measure(depth: int, rounds: int, n: int, root: str, with_loader: bool) -> dict:
+    cfg = StudyConfig(depth=depth)
+    d, source = get_data(n, root)
+    results: dict[str, list[float]] = {"matmul": [], "bare": [], "instrumented": [], "dataloader": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds + 1):  # round 0 warms up caches and the allocator
+            got = {
+                "matmul": matmul_limit(depth, cfg.width, cfg.batch_size, n),
+                "bare": bare_loop(cfg, d),
+                "instrumented": instrumented(cfg, d, Path(tmp) / f"r{r}"),
+            }
+            if with_loader:
+                got["dataloader"] = dataloader_baseline(cfg, root, n)
+            if r:
+                for k, v in got.items():
+                    if v is not None:
+                        results[k].append(v)
+    med = {k: statistics.median(v) for k, v in results.items() if v}
+    return {"depth": depth, "source": source, "n": n, **med}
+
+
+def fmt_ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a and b else "n/a"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m slopestudy.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--quick", action="store_true", help="tiny sizes: check the code path in seconds")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median kept)")
+    p.add_argument("--samples", type=int, default=20_000, help="training samples per measurement")
+    p.add_argument("--root", default="data", help="MNIST root")
+    p.add_argument("--depths", default="5,20,50", help="depths for the probe-cost check")
+    p.add_argument("--out", default=str(ROOT / "results" / "bench.md"), help="Markdown report ('' = none)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.samples, args.depths, args.out = 1, 1024, "3,5", ""
+    depths = [int(x) for x in args.depths.split(",")]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")
+    rows = []
+    for depth in depths:
+        m = measure(depth, args.rounds, args.samples, args.root, with_loader=(depth == 20 or args.quick))
+        rows.append(m)
+        print(
+            f"depth {depth:>3}: matmul {m['matmul']:>8.0f}  bare {m['bare']:>8.0f}  instrumented "
+            f"{m['instrumented']:>8.0f}  dataloader {m.get('dataloader', 0):>8.0f} samples/s | "
+            f"instr/bare {fmt_ratio(m['instrumented'], m['bare'])}  "
+            f"bare/matmul {fmt_ratio(m['bare'], m['matmul'])}  "
+            f"instr/loader {fmt_ratio(m['instrumented'], m.get('dataloader'))}",
+            flush=True,
+        )
+    if args.out:
+        write_report(Path(args.out), rows, argv if argv is not None else sys.argv[1:])
+        print(f"wrote {args.out}")
+    return 0
+
+
+def write_report(path: Path, rows: list[dict], argv: list[str]) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    lines = [
+        "## Training-step benchmark",
+        "",
+        f"Command: `python -m slopestudy.bench{''.join(' ' + a for a in argv)}`",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"commit {commit.stdout.strip() or '?'}; data: {rows[0]['source']}, "
+        f"{rows[0]['n']} samples per measurement, "
+        "median of interleaved rounds. Default study config: width 256, batch 128, SGD, log_every 50, "
+        "hist_every 500.",
+        "",
+        "| depth | matmul limit | bare loop | instrumented | DataLoader+transforms | instrumented / bare "
+        "| bare / matmul | instrumented / DataLoader |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m in rows:
+        loader = m.get("dataloader")
+        lines.append(
+            f"| {m['depth']} | {m['matmul']:.0f} | {m['bare']:.0f} | {m['instrumented']:.0f} | "
+            f"{f'{loader:.0f}' if loader else '–'} | {fmt_ratio(m['instrumented'], m['bare'])} | "
+            f"{fmt_ratio(m['bare'], m['matmul'])} | {fmt_ratio(m['instrumented'], loader)} |"
+        )
+    lines += [
+        "",
+        "Throughputs are samples/s on this machine (noisy and shared); the ratios are the result.",
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Faults injected for real: huge learning rates, killed processes, corrupt files, bad values."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+
+import pytest
+import torch
+
+from slopestudy.summarize import summarize
+
+from .conftest import ROOT
+
+TINY = ["width=16", "batch_size=32", "probe_size=64", "data.fetch=false", "data.verify_md5=false"]
+
+
+def train(tiny_root, *args, multirun=False, wait=True, **kw):
+    cmd = [sys.executable, "train.py", *(["-m"] if multirun else []), *TINY, *args]
+    env = {**os.environ, "SLOPESTUDY_DATA": str(tiny_root)}
+    if not wait:
+        return subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, **kw)
+
+
+def load(path):
+    return json.loads(path.read_text())
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    return tmp_path / "sweep"
+
+
+def test_huge_lr_is_recorded_as_diverged(tiny_root, sweep_dir):
+    sweep = f"hydra.sweep.dir={sweep_dir}"
+    proc = train(tiny_root, "lr=0.01,1e6", "depth=4", "epochs=3", "log_every=1", sweep, multirun=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # diverging is a result, not a failure
+    runs = {load(p)["config"]["lr"]: load(p) for p in sweep_dir.rglob("run.json")}
+    bad, good = runs[1e6], runs[0.01]
+    assert bad["status"] == "diverged" and isinstance(bad["diverged_at_step"], int)
+    assert bad["step"] < 3 * bad["steps_per_epoch"]  # ended early
+    assert bad["history"][0]["test_acc"] is not None  # metrics up to then are kept
+    assert good["status"] == "completed"
+    assert "DIVERGED" in proc.stdout
+    assert not list(sweep_dir.rglob("checkpoint.pt"))  # finished runs leave no checkpoint
+
+
+def test_runtime_failure_is_isolated_and_listed(tiny_root, sweep_dir):
+    # Fashion-MNIST is not in the tiny data root and fetching is off: that job fails at load.
+    proc = train(tiny_root, "data=mnist,fashion", "depth=3", "epochs=1", f"hydra.sweep.dir={sweep_dir}",
+                 multirun=True)  # fmt: skip
+    assert proc.returncode == 1
+    runs = {load(p)["config"]["data"]["name"]: load(p) for p in sweep_dir.rglob("run.json")}
+    assert runs["mnist"]["status"] == "completed"
+    assert runs["fashion"]["status"] == "failed" and "DataError" in runs["fashion"]["error"]
+    assert "Traceback" in runs["fashion"]["traceback"]
+    assert "1 job(s) failed" in proc.stdout and "data=fashion" in proc.stdout
+
+
+def test_rerun_skips_completed_and_reruns_failed(tiny_root, sweep_dir):
+    args = ["depth=2,3", "epochs=1", f"hydra.sweep.dir={sweep_dir}"]
+    assert train(tiny_root, *args, multirun=True).returncode == 0
+    jobs = sorted(sweep_dir.rglob("run.json"))
+    # Make one job look failed; the other stays completed.
+    failed = load(jobs[0]) | {"status": "failed", "error": "injected"}
+    jobs[0].write_text(json.dumps(failed))
+    mtime = jobs[1].stat().st_mtime_ns
+    proc = train(tiny_root, *args, multirun=True)
+    assert proc.returncode == 0
+    assert "skipping" in proc.stdout
+    assert jobs[1].stat().st_mtime_ns == mtime  # untouched
+    assert load(jobs[0])["status"] == "completed"  # run again
+
+
+def wait_for(predicate, seconds=120):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_leaves_readable_files_and_resumes_identically(tiny_root, tmp_path, sig):
+    args = ["depth=3", "epochs=40", "log_every=2", "seed=3"]
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
+    assert train(tiny_root, *args, f"hydra.run.dir={ref_dir}").returncode == 0
+    proc = train(tiny_root, *args, f"hydra.run.dir={run_dir}", wait=False)
+
+    def mid_run():
+        try:
+            return load(run_dir / "run.json")["epochs_done"] >= 3 and (run_dir / "checkpoint.pt").exists()
+        except (OSError, ValueError, KeyError):
+            return False
+
+    assert wait_for(mid_run), "run never reached epoch 3"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    record = load(run_dir / "run.json")  # valid JSON whenever the process died
+    assert record["status"] == ("running" if sig == signal.SIGKILL else "interrupted")
+    assert record["epochs_done"] < 40
+    s = summarize([run_dir], figures=False)
+    assert s.runs["status"].tolist() == ["interrupted"]
+    torch.load(run_dir / "checkpoint.pt", weights_only=True)  # loads safely
+
+    proc = train(tiny_root, *args, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "resumed after epoch" in proc.stdout
+    resumed, ref = load(run_dir / "run.json"), load(ref_dir / "run.json")
+    assert resumed["status"] == "completed" and resumed["resumed_at_step"]
+    assert resumed["final"] == ref["final"]  # bit-identical to the uninterrupted run
+
+    def timeless(history):
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+    assert timeless(resumed["history"]) == timeless(ref["history"])
+
+
+def test_same_config_and_seed_give_identical_metrics(tiny_root, tmp_path):
+    args = ["depth=4", "epochs=2", "seed=7"]
+    for name in ("a", "b"):
+        assert train(tiny_root, *args, f"hydra.run.dir={tmp_path / name}").returncode == 0
+    a, b = load(tmp_path / "a" / "run.json"), load(tmp_path / "b" / "run.json")
+    for key in ("final", "grad_norm_step0", "signal_norm_step0", "grad_norm_epoch_mean"):
+        assert a[key] == b[key], key
+    assert a["env"]["packages"]["torch"] == version("torch")
+    assert len(a["env"]["git_commit"].removesuffix("+dirty")) == 40
+
+
+def test_altered_data_file_fails_md5_with_the_file_named(tiny_root, tmp_path):
+    cmd = [
+        sys.executable,
+        "train.py",
+        "data.fetch=false",
+        f"data.root={tiny_root}",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "train-images-idx3-ubyte fails its MD5 check" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["device=cuda", "data.train_size=70000", "batch_size=0", "lr=-1", "slope=nan", "width=-3"],
+)
+def test_bad_value_exits_before_work_with_one_line(tiny_root, tmp_path, override):
+    if override == "device=cuda" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    proc = train(tiny_root, override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2
+    key, value = override.split("=")
+    assert proc.stderr.startswith(f"error: invalid config: {key}=") and "allowed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()
