@@ -81,9 +81,10 @@ def bare_loop(cfg: StudyConfig, d: data_mod.Tensors) -> float:
 def instrumented(cfg: StudyConfig, d: data_mod.Tensors, out_dir: Path) -> float:
     """This project's training epoch (Run.train_epoch) at the config's logging rates."""
     from slopestudy.loop import Run
+    from slopestudy.tblog import RunLogger
 
     run = Run(cfg, out_dir, data=d)
-    run.bar = _NoBar()
+    run.logger, run.bar = RunLogger(out_dir, run.hparams), _NoBar()
     t0 = time.perf_counter()
     run.train_epoch()
     seconds = time.perf_counter() - t0
@@ -140,11 +141,54 @@ def measure(depth: int, rounds: int, n: int, root: str, with_loader: bool) -> di
                     if v is not None:
                         results[k].append(v)
     med = {k: statistics.median(v) for k, v in results.items() if v}
-    return {"depth": depth, "source": source, "n": n, **med}
+    # Ratios are medians of per-round ratios: both sides of a pair ran back to back, so a
+    # slow spell of the shared machine hits them alike.
+    pairs = {"instr/bare": ("instrumented", "bare"), "bare/matmul": ("bare", "matmul"),
+             "instr/loader": ("instrumented", "dataloader")}  # fmt: skip
+    ratios = {
+        name: statistics.median(a / b for a, b in zip(results[num], results[den], strict=True))
+        for name, (num, den) in pairs.items()
+        if results[num] and results[den]
+    }
+    return {"depth": depth, "source": source, "n": n, **med, "ratios": ratios}
 
 
-def fmt_ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}" if a and b else "n/a"
+SWEEP = ["slope=0,0.01,0.2", "depth=3,5,10,20", "epochs=1"]  # 12 runs on full MNIST
+
+
+def sweep_throughput(root: str, extra: list[str]) -> dict:
+    """Wall time of the same 12-run sweep with the basic launcher and with hydra/launcher=parallel."""
+    out = {}
+    for name, launcher in (("sequential", []), ("parallel", ["hydra/launcher=parallel"])):
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, str(ROOT / "train.py"), "-m", *SWEEP, *launcher, *extra,
+                   f"data.root={root}", f"hydra.sweep.dir={tmp}"]  # fmt: skip
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            seconds = time.perf_counter() - t0
+            if proc.returncode != 0:
+                raise RuntimeError(f"{name} sweep failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+            n_runs = len(list(Path(tmp).rglob("run.json")))
+        out[name] = {"seconds": seconds, "runs": n_runs, "runs_per_min": 60 * n_runs / seconds}
+        print(f"{name:>10} sweep: {n_runs} runs in {seconds:.1f}s = {out[name]['runs_per_min']:.1f} runs/min")
+    return out
+
+
+def peak_rss_mb(root: str, depth: int = 20) -> float:
+    """Peak resident memory of one full-MNIST training run (a child process of its own)."""
+    code = (
+        "import resource, subprocess, sys; "
+        f"subprocess.run([sys.executable, {str(ROOT / 'train.py')!r}, 'epochs=1', 'depth={depth}', "
+        f"'data.root={root}', 'hydra.run.dir=' + sys.argv[1]], check=True, capture_output=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run([sys.executable, "-c", code, tmp], capture_output=True, text=True, check=True)
+    return int(proc.stdout.strip()) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def fmt_ratio(m: dict, name: str) -> str:
+    return f"{m['ratios'][name]:.2f}" if name in m["ratios"] else "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,10 +198,17 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes: check the code path in seconds")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median kept)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median kept)")
     p.add_argument("--samples", type=int, default=20_000, help="training samples per measurement")
     p.add_argument("--root", default="data", help="MNIST root")
-    p.add_argument("--depths", default="5,20,50", help="depths for the probe-cost check")
+    p.add_argument(
+        "--depths",
+        default="10,5,20,50",
+        help="depths (the first, with the DataLoader baseline, is the default study config's)",
+    )
+    p.add_argument(
+        "--system", action="store_true", help="also: 12-run sweep sequential vs parallel, peak RSS"
+    )
     p.add_argument("--out", default=str(ROOT / "results" / "bench.md"), help="Markdown report ('' = none)")
     args = p.parse_args(argv)
     if args.quick:
@@ -166,23 +217,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")
     rows = []
     for depth in depths:
-        m = measure(depth, args.rounds, args.samples, args.root, with_loader=(depth == 20 or args.quick))
+        m = measure(depth, args.rounds, args.samples, args.root, with_loader=(depth == depths[0]))
         rows.append(m)
         print(
             f"depth {depth:>3}: matmul {m['matmul']:>8.0f}  bare {m['bare']:>8.0f}  instrumented "
             f"{m['instrumented']:>8.0f}  dataloader {m.get('dataloader', 0):>8.0f} samples/s | "
-            f"instr/bare {fmt_ratio(m['instrumented'], m['bare'])}  "
-            f"bare/matmul {fmt_ratio(m['bare'], m['matmul'])}  "
-            f"instr/loader {fmt_ratio(m['instrumented'], m.get('dataloader'))}",
+            f"instr/bare {fmt_ratio(m, 'instr/bare')}  "
+            f"bare/matmul {fmt_ratio(m, 'bare/matmul')}  "
+            f"instr/loader {fmt_ratio(m, 'instr/loader')}",
             flush=True,
         )
+    system = None
+    if args.system:
+        sweeps = sweep_throughput(args.root, [])
+        rss = peak_rss_mb(args.root)
+        speedup = sweeps["parallel"]["runs_per_min"] / sweeps["sequential"]["runs_per_min"]
+        print(f"parallel / sequential: {speedup:.2f} | peak RSS of one full-MNIST depth-20 run: {rss:.0f} MB")
+        system = {"sweeps": sweeps, "rss_mb": rss}
     if args.out:
-        write_report(Path(args.out), rows, argv if argv is not None else sys.argv[1:])
+        write_report(Path(args.out), rows, argv if argv is not None else sys.argv[1:], system)
         print(f"wrote {args.out}")
     return 0
 
 
-def write_report(path: Path, rows: list[dict], argv: list[str]) -> None:
+def write_report(path: Path, rows: list[dict], argv: list[str], system: dict | None) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     lines = [
         "## Training-step benchmark",
@@ -202,14 +260,34 @@ def write_report(path: Path, rows: list[dict], argv: list[str]) -> None:
         loader = m.get("dataloader")
         lines.append(
             f"| {m['depth']} | {m['matmul']:.0f} | {m['bare']:.0f} | {m['instrumented']:.0f} | "
-            f"{f'{loader:.0f}' if loader else '–'} | {fmt_ratio(m['instrumented'], m['bare'])} | "
-            f"{fmt_ratio(m['bare'], m['matmul'])} | {fmt_ratio(m['instrumented'], loader)} |"
+            f"{f'{loader:.0f}' if loader else '–'} | {fmt_ratio(m, 'instr/bare')} | "
+            f"{fmt_ratio(m, 'bare/matmul')} | {fmt_ratio(m, 'instr/loader')} |"
         )
     lines += [
         "",
         "Throughputs are samples/s on this machine (noisy and shared); the ratios are the result.",
         "",
     ]
+    if system:
+        seq, par = system["sweeps"]["sequential"], system["sweeps"]["parallel"]
+        lines += [
+            "## Sweeps and memory",
+            "",
+            f"The same 12-run sweep (`{' '.join(SWEEP)}`), basic launcher vs `hydra/launcher=parallel`:",
+            "",
+            "| launcher | runs | wall time (s) | runs/min |",
+            "|---|---|---|---|",
+            f"| basic (sequential, 2 threads) | {seq['runs']} | {seq['seconds']:.1f} | "
+            f"{seq['runs_per_min']:.1f} |",
+            f"| parallel (joblib, 2 jobs x 1 thread) | {par['runs']} | {par['seconds']:.1f} | "
+            f"{par['runs_per_min']:.1f} |",
+            "",
+            f"Parallel / sequential throughput: **{par['runs_per_min'] / seq['runs_per_min']:.2f}x**.",
+            "",
+            "Peak RSS of one full-MNIST run (`python train.py epochs=1 depth=20`): "
+            f"**{system['rss_mb']:.0f} MB**.",
+            "",
+        ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
 

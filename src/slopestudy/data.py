@@ -11,6 +11,7 @@ because torchvision checks only the archives it downloads itself.
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import hashlib
 import os
@@ -147,18 +148,26 @@ def _copy_fashion_from_debian(folder: Path) -> None:
 
 
 def load(cfg: DataConfig, device: torch.device) -> Tensors:
-    """Whole train/test splits as normalized (N, 784) tensors on `device`."""
+    """Whole train/test splits as normalized (N, 784) tensors on `device`.
+
+    The tensors are cached per process (a sweep's jobs share them; nothing writes to them)."""
     if cfg.fetch:
         ensure(cfg.root, cfg.name)
-    if cfg.verify_md5:
-        verify(cfg.root, cfg.name)
-    cls = getattr(torchvision.datasets, DATASETS[cfg.name])
+    root = str(Path(cfg.root).resolve())
+    return _load_cached(cfg.name, root, cfg.train_size, cfg.test_size, cfg.verify_md5, str(device))
+
+
+@functools.lru_cache(maxsize=1)
+def _load_cached(name: str, root: str, train_size, test_size, verify_md5: bool, device: str) -> Tensors:
+    if verify_md5:
+        verify(root, name)
+    cls = getattr(torchvision.datasets, DATASETS[name])
     try:
-        train = cls(cfg.root, train=True, download=False)
-        test = cls(cfg.root, train=False, download=False)
+        train = cls(root, train=True, download=False)
+        test = cls(root, train=False, download=False)
     except RuntimeError as e:
-        raise DataError(f"{e} (looked in {raw_dir(cfg.root, cfg.name)})") from e
-    mean, std = NORMALIZE[cfg.name]
+        raise DataError(f"{e} (looked in {raw_dir(root, name)})") from e
+    mean, std = NORMALIZE[name]
 
     def prep(ds, size: int | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(ds.data)
@@ -166,10 +175,10 @@ def load(cfg: DataConfig, device: torch.device) -> Tensors:
             raise DataError(f"data.{split}_size={size} is larger than the {split} split ({n})")
         size = n if size is None else size
         x = ds.data[:size].reshape(size, -1).to(device=device, dtype=torch.float32)
-        x = (x / 255.0 - mean) / std
+        x.div_(255.0).sub_(mean).div_(std)  # in place: no full-size temporaries at peak memory
         return x, ds.targets[:size].to(device=device, dtype=torch.int64)
 
-    return Tensors(*prep(train, cfg.train_size, "train"), *prep(test, cfg.test_size, "test"))
+    return Tensors(*prep(train, train_size, "train"), *prep(test, test_size, "test"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,21 +17,37 @@ from slopestudy.model import linears
 class GradientProbe:
     """Per-layer gradient norms, measured only on steps where `armed` is True.
 
-    A forward hook registers a tensor hook on each Linear's output z_l. Tensor hooks
-    registered before an in-place op (LeakyReLU(inplace=True) overwrites z_l) still receive
-    the gradient w.r.t. the value before the op, i.e. dL/dz_l, so `inplace` changes nothing.
+    Arming registers a forward hook on each Linear, which registers a tensor hook on its
+    output z_l; `read()` removes them again, so unarmed steps run the plain fast path
+    (a module with hooks takes nn.Module's slower call path, which costs more as depth grows).
+    Tensor hooks registered before an in-place op (LeakyReLU(inplace=True) overwrites z_l)
+    still receive the gradient w.r.t. the value before the op, i.e. dL/dz_l, so `inplace`
+    changes nothing.
     """
 
     def __init__(self, model: nn.Sequential) -> None:
         self.layers = linears(model)
-        self.armed = False
+        self._handles: list = []
         self._signal: list[torch.Tensor | None] = [None] * len(self.layers)
-        for i, layer in enumerate(self.layers):
-            layer.register_forward_hook(self._forward_hook(i))
+
+    @property
+    def armed(self) -> bool:
+        return bool(self._handles)
+
+    @armed.setter
+    def armed(self, value: bool) -> None:
+        if value and not self._handles:
+            self._handles = [
+                layer.register_forward_hook(self._forward_hook(i)) for i, layer in enumerate(self.layers)
+            ]
+        elif not value:
+            for handle in self._handles:
+                handle.remove()
+            self._handles = []
 
     def _forward_hook(self, i: int):
         def hook(_module, _inputs, z: torch.Tensor) -> None:
-            if self.armed and z.requires_grad:
+            if z.requires_grad:
                 z.register_hook(lambda g: self._store_signal(i, g))
 
         return hook
