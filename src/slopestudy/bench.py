@@ -268,8 +268,29 @@ def write_report(path: Path, rows: list[dict], argv: list[str], system: dict | N
         "Throughputs are samples/s on this machine (noisy and shared); the ratios are the result.",
         "",
     ]
+    main_row = rows[0]
+    checks = [
+        (f"instrumented >= 0.90 x bare loop (depth {main_row['depth']})", "instr/bare", 0.90),
+        (f"instrumented >= 2.5 x DataLoader baseline (depth {main_row['depth']})", "instr/loader", 2.5),
+        (f"bare loop >= 0.6 x matmul limit (depth {main_row['depth']})", "bare/matmul", 0.6),
+    ]
+    lines += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    for text, name, target in checks:
+        value = main_row["ratios"].get(name)
+        met = "yes" if value is not None and value >= target else "NO"
+        lines.append(f"| {text} | {fmt_ratio(main_row, name)} | {met} |")
+    flat = [f"{m['depth']}: {fmt_ratio(m, 'instr/bare')}" for m in rows]
+    lines += ["", f"Probe cost against depth (instrumented / bare): {', '.join(flat)}.", ""]
     if system:
         seq, par = system["sweeps"]["sequential"], system["sweeps"]["parallel"]
+        speedup = par["runs_per_min"] / seq["runs_per_min"]
+        lines += [
+            f"Target parallel >= 1.2 x sequential runs/min: measured {speedup:.2f}, "
+            f"{'met' if speedup >= 1.2 else 'NOT met (README, Performance, says why)'}.",
+            f"Target peak RSS < 1500 MB: measured {system['rss_mb']:.0f} MB, "
+            f"{'met' if system['rss_mb'] < 1500 else 'NOT met'}.",
+            "",
+        ]
         lines += [
             "## Sweeps and memory",
             "",

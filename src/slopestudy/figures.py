@@ -96,6 +96,32 @@ def decay_heatmap(summary) -> plt.Figure:
     return fig
 
 
+def decay_vs_slope(summary) -> plt.Figure:
+    """Measured step-0 decay per layer against the slope (one marker per depth >= 5), with the
+    mean-field curve -1/2 log10(sigma^2 (1+a^2)/2) per init: the study's headline comparison."""
+    from slopestudy.model import theory_decay_per_layer
+
+    runs = summary.runs[summary.runs["status"].isin(["completed", "diverged"]) & (summary.runs["depth"] >= 5)]
+    runs = runs[np.isfinite(runs["decay_step0"])]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    grid = np.linspace(0, max(1.0, runs["slope"].max()), 200)
+    for color, (init, part) in zip(plt.get_cmap("tab10").colors, runs.groupby("init"), strict=False):
+        means = part.groupby("slope")["decay_step0"].agg(["mean", "std"])
+        ax.errorbar(means.index, means["mean"], yerr=means["std"].fillna(0), fmt="o", color=color, capsize=3,
+                    label=f"{init}: measured (depth >= 5, all seeds)")  # fmt: skip
+        width = int(part["width"].iloc[0])
+        ax.plot(grid, [theory_decay_per_layer(init, a, width) for a in grid], "--", color=color,
+                label=f"{init}: theory")  # fmt: skip
+    ax.set_xlabel("negative_slope a")
+    ax.set_ylabel("signal decay per layer at step 0 (log10)")
+    ax.set_title("Each layer shrinks ||dL/dz|| by 10^decay toward the input", fontsize=10)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def _metric_vs_depth(summary, metric: str, ylabel: str, title: str, extra=None) -> plt.Figure:
     agg = summary.agg
     panels = variants(agg, group_keys_of(agg))
@@ -125,6 +151,7 @@ def draw_all(summary) -> list[Path]:
     figs = {
         "signal_norm_step0": signal_norm_step0(summary),
         "decay_heatmap": decay_heatmap(summary),
+        "decay_vs_slope": decay_vs_slope(summary),
         "test_acc_vs_depth": _metric_vs_depth(
             summary, "test_acc", "test accuracy", "Test accuracy at the end (mean ± std over seeds)"
         ),
