@@ -83,7 +83,7 @@ class StudyConfig:
     log_every: int = 50
     """Log per-layer gradient norms every N optimizer steps (and always at step 0)."""
     hist_every: int = 500
-    """Log per-layer gradient histograms every N steps (and at step 0); 0 = never."""
+    """Gradient histograms at step 0 and at log steps that N divides; 0 = never."""
     probe_size: int = 1024
     """Fixed probe batch (first N training examples) for dead units and activation stats."""
     device: Device = Device.auto
