@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from slopestudy.model import theory_decay_per_layer
+from slopestudy.records import DONE
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-DONE = ["completed", "diverged"]
 
 
 def runs(preset: str) -> pd.DataFrame | None:

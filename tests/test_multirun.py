@@ -91,13 +91,12 @@ def test_sweep_ends_with_summary_table_and_files(sweep):
         assert (sweep_dir / "summary" / name).exists(), name
 
 
-def test_a_failing_job_does_not_stop_the_sweep(tiny_root, tmp_path):
-    proc = run_sweep(tmp_path, tiny_root, "depth=0,2")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    name = "batch_size=32,depth={},epochs=2,width=16"
-    bad = json.loads((tmp_path / name.format(0) / "seed=0" / "run.json").read_text())
-    good = json.loads((tmp_path / name.format(2) / "seed=0" / "run.json").read_text())
-    assert bad["status"] == "failed" and "depth=0" in bad["error"] and bad["traceback"]
-    assert good["status"] == "completed"
-    assert "1 job(s) failed" in proc.stdout and name.format(0) in proc.stdout
-    assert "FAILED" in (tmp_path / "summary" / "tables.md").read_text()
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [(["depth=2,0"], "depth=0; allowed"), (["slope=0,abc"], "slope='abc'"), (["lr=0.01,-1"], "lr=-1.0")],
+)
+def test_bad_value_anywhere_in_a_sweep_fails_before_any_job(tiny_root, tmp_path, overrides, message):
+    proc = run_sweep(tmp_path / "sweep", tiny_root, *overrides)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"error: invalid config: {message}" in proc.stderr
+    assert not list(tmp_path.rglob("run.json"))  # not even the valid job ran

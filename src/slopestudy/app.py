@@ -14,10 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from slopestudy.config import ConfigError, as_plain_dict, to_study_config
 from slopestudy.loop import Run, pick_device
-from slopestudy.records import RUN_JSON, read_run, same_config, write_json_atomic
+from slopestudy.records import DONE, RUN_JSON, read_run, same_config, write_json_atomic
 
 log = logging.getLogger("slopestudy")
-DONE = ("completed", "diverged")  # statuses that are results; anything else is run again
 
 
 def run_job(cfg: DictConfig) -> float | None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger("slopestudy")
 
@@ -15,6 +16,19 @@ class SweepEnd(Callback):
     """At the end of a multirun: summarize it, say where it is and how to review it, and exit
     non-zero if any job failed (jobs record failures in run.json instead of raising, so that
     Hydra still reaches this point)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        """Check the values of every job before any runs, so a typo fails in seconds."""
+        from slopestudy.config import sweep_errors, sweep_jobs
+
+        base = config.copy()
+        with open_dict(base):
+            del base["hydra"]
+        jobs = sweep_jobs(config.hydra.overrides.task, config.hydra.sweeper.get("params"))
+        errors = sweep_errors(base, jobs)
+        if errors:
+            print("\n".join(f"error: {e}" for e in errors), file=sys.stderr)
+            raise SystemExit(2)  # SystemExit passes through Hydra's callback error handling
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from slopestudy.records import read_run

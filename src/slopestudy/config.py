@@ -7,6 +7,7 @@ config is turned into these dataclasses at the start of a job.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from enum import Enum
@@ -134,6 +135,47 @@ def to_study_config(cfg: DictConfig) -> StudyConfig:
 def as_plain_dict(cfg: StudyConfig) -> dict:
     """The resolved config as JSON-friendly nested dict (enums as their names)."""
     return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
+
+
+def sweep_jobs(task: list[str], params: dict | None) -> list[dict]:
+    """The jobs a basic-sweeper multirun expands to: command-line overrides (`task`) plus the
+    config's `hydra.sweeper.params` for keys the command line does not set, as {key: value}."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    task = list(task)
+    given = {o.split("=", 1)[0].lstrip("+~") for o in task}
+    task += [f"{k}={v}" for k, v in (params or {}).items() if k not in given]
+    axes = {}
+    for o in OverridesParser.create().parse_overrides(task):
+        values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+        axes[o.get_key_element().lstrip("+~")] = values
+    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+
+
+def sweep_errors(base: DictConfig, jobs: list[dict]) -> list[str]:
+    """Validate every job of a sweep before the first one runs: one message per bad value.
+
+    `base` is the composed config without `hydra`; only plain keys are checked here (a group
+    choice such as `data=fashion` is a node, and Hydra checks those when it composes the job)."""
+    errors: dict[str, None] = {}  # ordered, without repeats
+    for job in jobs:
+        cfg = base.copy()
+        try:
+            for key, value in job.items():
+                current = OmegaConf.select(cfg, key, default=_ABSENT)
+                if current is not _ABSENT and not isinstance(current, DictConfig):
+                    OmegaConf.update(cfg, key, value)
+            from slopestudy.loop import pick_device  # torch only when a sweep is checked
+
+            pick_device(to_study_config(cfg).device)
+        except ConfigError as e:
+            errors[str(e)] = None
+        except OmegaConfBaseException as e:
+            errors[f"invalid config: {key}={value!r}; {str(e).splitlines()[0]}"] = None
+    return list(errors)
+
+
+_ABSENT = object()
 
 
 def register() -> None:

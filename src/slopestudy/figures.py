@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from slopestudy.records import read_run  # noqa: E402
+from slopestudy.records import DONE, read_run  # noqa: E402
 from slopestudy.summarize import group_keys, group_keys_of, variants  # noqa: E402
 
 
@@ -22,7 +22,7 @@ def _slope_colors(slopes):
 
 def signal_norm_step0(summary) -> plt.Figure:
     """log10 ||dL/dz_l|| at step 0 per layer; panels: variant x depth; dashed: theory."""
-    runs = summary.runs[summary.runs["status"].isin(["completed", "diverged"])]
+    runs = summary.runs[summary.runs["status"].isin(DONE)]
     keys = group_keys(runs)
     panels = variants(runs, keys)
     depths = sorted(runs["depth"].unique())
@@ -101,7 +101,7 @@ def decay_vs_slope(summary) -> plt.Figure:
     mean-field curve -1/2 log10(sigma^2 (1+a^2)/2) per init: the study's headline comparison."""
     from slopestudy.model import theory_decay_per_layer
 
-    runs = summary.runs[summary.runs["status"].isin(["completed", "diverged"]) & (summary.runs["depth"] >= 5)]
+    runs = summary.runs[summary.runs["status"].isin(DONE) & (summary.runs["depth"] >= 5)]
     runs = runs[np.isfinite(runs["decay_step0"])]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     grid = np.linspace(0, max(1.0, runs["slope"].max()), 200)

@@ -18,7 +18,7 @@ from slopestudy import data as data_mod
 from slopestudy.config import ConfigError, Device, Optimizer, StudyConfig, as_plain_dict
 from slopestudy.model import build_mlp, linears
 from slopestudy.probes import GradientProbe, activation_stats
-from slopestudy.records import RUN_JSON, environment, same_config, write_json_atomic
+from slopestudy.records import DONE, RUN_JSON, environment, same_config, write_json_atomic
 from slopestudy.tblog import FINAL_METRICS, RunLogger
 
 log = logging.getLogger(__name__)
@@ -307,7 +307,7 @@ class Run:
                                 self.record["step"])  # fmt: skip
         if self.logger is not None:
             self.logger.close()
-        if self.record["status"] in ("completed", "diverged"):
+        if self.record["status"] in DONE:
             self.checkpoint_path.unlink(missing_ok=True)  # done: nothing to resume
         self.save()
 

@@ -9,7 +9,8 @@ import tempfile
 from pathlib import Path
 
 RUN_JSON = "run.json"
-STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+# run.json status: running (or killed while running) | completed | diverged | failed | interrupted
+DONE = ["completed", "diverged"]  # statuses that are results; a restart runs anything else again
 # Keys that may differ between a run and its restart without changing any result.
 NOT_RESULT_KEYS = {"threads"}
 

@@ -8,7 +8,6 @@ Runs automatically at the end of every `python train.py -m ...` (see callbacks.p
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import sys
 from dataclasses import dataclass, field
@@ -18,8 +17,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from slopestudy.config import sweep_jobs
 from slopestudy.model import theory_decay_per_layer
-from slopestudy.records import read_run
+from slopestudy.records import DONE, read_run
 
 # Config keys that never split a group: where files live and how the machinery ran.
 NON_SCIENTIFIC = {"seed", "data.root", "data.fetch", "data.verify_md5", "threads", "device",
@@ -123,25 +123,15 @@ def expected_jobs(sweep_dir: Path) -> list[dict] | None:
     path = sweep_dir / "multirun.yaml"
     if not path.exists():
         return None
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     cfg = yaml.safe_load(path.read_text())
-    task = list(cfg["hydra"]["overrides"]["task"])
-    given = {o.split("=", 1)[0].lstrip("+~") for o in task}
-    params = cfg["hydra"].get("sweeper", {}).get("params") or {}
-    task += [f"{k}={v}" for k, v in params.items() if k not in given]
-    axes = {}
-    for o in OverridesParser.create().parse_overrides(task):
-        values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
-        axes[o.get_key_element().lstrip("+~")] = values
-    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+    return sweep_jobs(cfg["hydra"]["overrides"]["task"], cfg["hydra"].get("sweeper", {}).get("params"))
 
 
 def missing_jobs(sweep_dir: Path, df: pd.DataFrame) -> list[dict]:
     expected = expected_jobs(sweep_dir)
     if expected is None:
         return []
-    runs = df[(df["sweep"] == str(sweep_dir)) & df["status"].isin(["completed", "diverged"])]
+    runs = df[(df["sweep"] == str(sweep_dir)) & df["status"].isin(DONE)]
     keys = [k for k in (expected[0] if expected else {}) if k in df.columns]
     found = {tuple(r) for r in runs[keys].itertuples(index=False)}
     return [e for e in expected if tuple(e[k] for k in keys) not in found]
@@ -164,7 +154,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
 
     Only completed or diverged runs count (a diverged run's accuracy is a real outcome)."""
     keys = group_keys(df)
-    ok = df[df["status"].isin(["completed", "diverged"])]
+    ok = df[df["status"].isin(DONE)]
     cols = [c for c in [*METRICS, "decay_theory"] if c in ok]
     agg = ok.groupby(keys, dropna=False)[cols].agg(["mean", "std", "count"])
     agg.columns = [f"{c}_{s}".replace("_count", "_n") for c, s in agg.columns]
