@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 presets=("$@")
-[ ${#presets[@]} -gt 0 ] || presets=(lr_tune init_probe slope_depth slope_depth_lowlr dying_units adam_contrast fashion)
+[ ${#presets[@]} -gt 0 ] || presets=(lr_tune init_probe init_probe_depth3 slope_depth slope_depth_lowlr dying_units
+  adam_contrast fashion)
 touch results/wall_times.tsv
 
 run() {  # run NAME OUT OVERRIDES...: one sweep into multirun/NAME/<OUT>, timed
@@ -29,6 +30,8 @@ for preset in "${presets[@]}"; do
     slope_depth|fashion)  # learning rate chosen per init by lr_tune
       dirs=("$(run "$preset" kaiming init=kaiming lr=0.01 | tail -1)"
             "$(run "$preset" pytorch init=pytorch lr=0.1 | tail -1)") ;;
+    init_probe_depth3)  # follow-up: depth 3 (a 2-point fit) with 10 seeds instead of 3
+      dirs=("$(run init_probe depth3 depth=3 init=pytorch seed=0,1,2,3,4,5,6,7,8,9 | tail -1)") ;;
     slope_depth_lowlr)  # follow-up: is slope 0.5's divergence at depth 30 the learning rate?
       dirs=("$(run slope_depth lowlr init=kaiming lr=0.003 slope=0.5,0.01 depth=30 | tail -1)") ;;
     *)
