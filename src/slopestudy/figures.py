@@ -96,13 +96,15 @@ def decay_heatmap(summary) -> plt.Figure:
     return fig
 
 
-def decay_vs_slope(summary) -> plt.Figure:
+def decay_vs_slope(summary) -> plt.Figure | None:
     """Measured step-0 decay per layer against the slope (one marker per depth >= 5), with the
     mean-field curve -1/2 log10(sigma^2 (1+a^2)/2) per init: the study's headline comparison."""
     from slopestudy.model import theory_decay_per_layer
 
     runs = summary.runs[summary.runs["status"].isin(DONE) & (summary.runs["depth"] >= 5)]
     runs = runs[np.isfinite(runs["decay_step0"])]
+    if runs.empty:
+        return None  # no depth >= 5: nothing to compare
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     grid = np.linspace(0, max(1.0, runs["slope"].max()), 200)
     for color, (init, part) in zip(plt.get_cmap("tab10").colors, runs.groupby("init"), strict=False):
@@ -166,6 +168,8 @@ def draw_all(summary) -> list[Path]:
     }
     paths = []
     for name, fig in figs.items():
+        if fig is None:
+            continue
         path = summary.out_dir / f"{name}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)

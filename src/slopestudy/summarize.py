@@ -91,11 +91,19 @@ def run_row(job_dir: Path, sweep_dir: Path) -> dict:
         dead_frac_end=_mean(last["dead_frac"]) if last else None,
         error=run.get("error"),
         job=str(job_dir.relative_to(sweep_dir)),
-        sweep=str(sweep_dir),
+        sweep=shown(sweep_dir),
     )
     if "init" in row and "slope" in row:
         row["decay_theory"] = theory_decay_per_layer(row["init"], row["slope"], row.get("width", 256))
     return row
+
+
+def shown(path: Path) -> str:
+    """A path relative to the cwd when it is below it (so CSVs don't carry a home folder)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _mean(values):
@@ -131,7 +139,7 @@ def missing_jobs(sweep_dir: Path, df: pd.DataFrame) -> list[dict]:
     expected = expected_jobs(sweep_dir)
     if expected is None:
         return []
-    runs = df[(df["sweep"] == str(sweep_dir)) & df["status"].isin(DONE)]
+    runs = df[(df["sweep"] == shown(sweep_dir)) & df["status"].isin(DONE)]
     keys = [k for k in (expected[0] if expected else {}) if k in df.columns]
     found = {tuple(r) for r in runs[keys].itertuples(index=False)}
     return [e for e in expected if tuple(e[k] for k in keys) not in found]
