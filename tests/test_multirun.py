@@ -3,6 +3,7 @@ TensorBoard's own reader and checked through run.json."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -100,3 +101,23 @@ def test_bad_value_anywhere_in_a_sweep_fails_before_any_job(tiny_root, tmp_path,
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"error: invalid config: {message}" in proc.stderr
     assert not list(tmp_path.rglob("run.json"))  # not even the valid job ran
+
+
+def test_real_tensorboard_serves_every_run_and_tag(sweep):
+    # The real `tensorboard` server on loopback, checked through its HTTP API (screenshots off:
+    # they need Chromium, which `scripts/review_dashboard.py` uses when it is installed).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "scripts/review_dashboard.py",
+        str(sweep[0]),
+        "--no-screenshots",
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "dashboard review: OK" in proc.stdout
+    assert "5 runs listed, 4 job folders" in proc.stdout  # 4 jobs + the summary's images run
