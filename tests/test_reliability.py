@@ -89,7 +89,7 @@ def wait_for(predicate, seconds=120):
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_run_leaves_readable_files_and_resumes_identically(tiny_root, tmp_path, sig):
-    args = ["depth=3", "epochs=40", "log_every=2", "seed=3"]
+    args = ["depth=3", "epochs=200", "log_every=2", "seed=3"]  # long enough to be caught mid-run
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
     assert train(tiny_root, *args, f"hydra.run.dir={ref_dir}").returncode == 0
     proc = train(tiny_root, *args, f"hydra.run.dir={run_dir}", wait=False)
@@ -105,7 +105,7 @@ def test_killed_run_leaves_readable_files_and_resumes_identically(tiny_root, tmp
     proc.wait(timeout=60)
     record = load(run_dir / "run.json")  # valid JSON whenever the process died
     assert record["status"] == ("running" if sig == signal.SIGKILL else "interrupted")
-    assert record["epochs_done"] < 40
+    assert record["epochs_done"] < 200
     s = summarize([run_dir], figures=False)
     assert s.runs["status"].tolist() == ["interrupted"]
     torch.load(run_dir / "checkpoint.pt", weights_only=True)  # loads safely
