@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from slopestudy import data as data_mod
 from slopestudy.config import DataConfig, StudyConfig
@@ -84,19 +85,12 @@ def instrumented(cfg: StudyConfig, d: data_mod.Tensors, out_dir: Path) -> float:
     from slopestudy.tblog import RunLogger
 
     run = Run(cfg, out_dir, data=d)
-    run.logger, run.bar = RunLogger(out_dir, run.hparams), _NoBar()
+    run.logger, run.bar = RunLogger(out_dir, run.hparams), tqdm(disable=True)
     t0 = time.perf_counter()
     run.train_epoch()
     seconds = time.perf_counter() - t0
     run.logger.close()
     return len(d.x_train) / seconds
-
-
-class _NoBar:
-    disable = True
-
-    def update(self, _n: int) -> None:
-        pass
 
 
 def dataloader_baseline(cfg: StudyConfig, root: str, n: int) -> float | None:

@@ -19,7 +19,7 @@ from slopestudy.config import ConfigError, Device, Optimizer, StudyConfig, as_pl
 from slopestudy.model import build_mlp, linears
 from slopestudy.probes import GradientProbe, activation_stats
 from slopestudy.records import DONE, RUN_JSON, environment, same_config, write_json_atomic
-from slopestudy.tblog import FINAL_METRICS, RunLogger
+from slopestudy.tblog import RunLogger
 
 log = logging.getLogger(__name__)
 EVAL_CHUNK = 10_000
@@ -297,15 +297,14 @@ class Run:
         self.record["final"] = {k: last.get(k) for k in ("test_acc", "test_loss", "train_loss")}
         self.record["grad_norm_epoch_mean"] = [h["grad_norm_mean"] for h in history[1:]]
         self.record["signal_norm_epoch_mean"] = [h["signal_norm_mean"] for h in history[1:]]
-        if self.record["status"] != "running":
-            metrics = {
-                tag: float("nan") if self.record["final"][tag.split("/")[1]] is None
-                else float(self.record["final"][tag.split("/")[1]])
-                for tag in FINAL_METRICS
-            }  # fmt: skip
-            self.logger.hparams({**self.hparams, "status": self.record["status"]}, metrics,
-                                self.record["step"])  # fmt: skip
         if self.logger is not None:
+            if self.record["status"] != "running":
+                # Every run gets the same metric keys; NaN (not None) where a value is missing.
+                metrics = {
+                    f"final/{k}": math.nan if v is None else v for k, v in self.record["final"].items()
+                }
+                hparams = {**self.hparams, "status": self.record["status"]}
+                self.logger.hparams(hparams, metrics, self.record["step"])
             self.logger.close()
         if self.record["status"] in DONE:
             self.checkpoint_path.unlink(missing_ok=True)  # done: nothing to resume

@@ -146,15 +146,15 @@ def missing_jobs(sweep_dir: Path, df: pd.DataFrame) -> list[dict]:
 
 
 # --- tables ----------------------------------------------------------------------------------
+RESULT_COLUMNS = {"status", "test_acc", "test_loss", "train_loss", "steps_to_90", "decay_step0",
+                  "decay_end", "grad_ratio_step0", "grad_ratio_end", "dead_frac_step0",
+                  "dead_frac_end", "error", "job", "sweep", "decay_theory"}  # fmt: skip
+
+
 def group_keys(df: pd.DataFrame) -> list[str]:
     """Every config key that differs between runs, except seed: never average across them."""
     config_cols = [c for c in df.columns if c not in RESULT_COLUMNS and c not in NON_SCIENTIFIC]
     return [c for c in config_cols if df[c].astype(str).nunique() > 1 or c in ("slope", "depth")]
-
-
-RESULT_COLUMNS = {"status", "test_acc", "test_loss", "train_loss", "steps_to_90", "decay_step0",
-                  "decay_end", "grad_ratio_step0", "grad_ratio_end", "dead_frac_step0",
-                  "dead_frac_end", "error", "job", "sweep", "decay_theory"}  # fmt: skip
 
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,6 @@ LAYER_METRICS = {
     "act_mean": "activation mean",
     "act_std": "activation std",
 }
-FINAL_METRICS = ("final/test_acc", "final/test_loss", "final/train_loss")
 
 
 def layer_tag(metric: str, layer: int) -> str:
