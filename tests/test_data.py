@@ -7,9 +7,13 @@ from slopestudy.config import DataConfig
 from .conftest import REAL_DATA, write_tiny_mnist
 
 
+def tiny(root, **kw) -> DataConfig:
+    return DataConfig(root=str(root), verify_md5=False, fetch=False, **{"val_size": 64, **kw})
+
+
 def test_tiny_idx_loads_through_torchvision(tiny_root):
-    t = data.load(DataConfig(root=str(tiny_root), verify_md5=False, fetch=False), torch.device("cpu"))
-    assert t.x_train.shape == (256, 784) and t.x_test.shape == (128, 784)
+    t = data.load(tiny(tiny_root), torch.device("cpu"))
+    assert t.x_train.shape == (192, 784) and t.x_val.shape == (64, 784) and t.x_test.shape == (128, 784)
     assert t.x_train.dtype == torch.float32 and t.y_train.dtype == torch.int64
     assert set(t.y_train.tolist()) <= set(range(10))
     raw = (t.x_train * data.NORMALIZE["mnist"][1] + data.NORMALIZE["mnist"][0]) * 255
@@ -17,12 +21,31 @@ def test_tiny_idx_loads_through_torchvision(tiny_root):
 
 
 def test_subset_sizes_and_too_large(tiny_root):
-    cfg = DataConfig(root=str(tiny_root), verify_md5=False, fetch=False, train_size=100, test_size=10)
+    cfg = tiny(tiny_root, train_size=100, test_size=10)
     t = data.load(cfg, torch.device("cpu"))
     assert len(t.x_train) == 100 and len(t.y_test) == 10
     cfg.train_size = 10_000
     with pytest.raises(data.DataError, match="train_size=10000 is larger"):
         data.load(cfg, torch.device("cpu"))
+
+
+def test_validation_split_is_fixed_disjoint_and_never_trained_on(tiny_root):
+    train_idx, val_idx = data.split_indices(256, 64)
+    assert len(val_idx) == 64 and len(train_idx) == 192
+    assert not set(train_idx.tolist()) & set(val_idx.tolist())  # disjoint
+    assert sorted(train_idx.tolist() + val_idx.tolist()) == list(range(256))  # nothing lost
+    # Fixed: the same examples whatever the global RNG (a run's seed) is.
+    torch.manual_seed(123)
+    assert torch.equal(data.split_indices(256, 64)[1], val_idx)
+    # And through the loader: the validation rows are exactly the held-out file rows.
+    data._load_cached.cache_clear()
+    t = data.load(tiny(tiny_root), torch.device("cpu"))
+    everything = data.load(tiny(tiny_root, val_size=0), torch.device("cpu"))
+    assert torch.equal(t.x_val, everything.x_train[val_idx])
+    assert torch.equal(t.x_train, everything.x_train[train_idx])
+    assert len(everything.x_val) == 0
+    with pytest.raises(data.DataError, match="val_size=256 leaves no training examples"):
+        data.load(tiny(tiny_root, val_size=256), torch.device("cpu"))
 
 
 def test_md5_mismatch_names_the_file(tmp_path):
@@ -32,7 +55,7 @@ def test_md5_mismatch_names_the_file(tmp_path):
 
 
 def test_missing_files_give_clear_error(tmp_path):
-    cfg = DataConfig(root=str(tmp_path), fetch=False, verify_md5=False)
+    cfg = tiny(tmp_path)
     with pytest.raises(data.DataError, match="MNIST/raw"):
         data.load(cfg, torch.device("cpu"))
 
@@ -41,5 +64,6 @@ def test_missing_files_give_clear_error(tmp_path):
 def test_real_mnist_files_verify():
     data.verify(REAL_DATA)
     t = data.load(DataConfig(root=str(REAL_DATA), fetch=False), torch.device("cpu"))
-    assert t.x_train.shape == (60000, 784) and t.x_test.shape == (10000, 784)
+    assert t.x_train.shape == (50000, 784) and t.x_val.shape == (10000, 784)
+    assert t.x_test.shape == (10000, 784)
     assert abs(t.x_train.mean().item()) < 0.01 and abs(t.x_train.std().item() - 1) < 0.01

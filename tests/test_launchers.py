@@ -12,7 +12,7 @@ from slopestudy import bench
 from .conftest import ROOT
 
 TINY = ["depth=2,3", "width=16", "epochs=1", "batch_size=32", "probe_size=64", "data.fetch=false",
-        "data.verify_md5=false"]  # fmt: skip
+        "data.verify_md5=false", "data.val_size=64"]  # fmt: skip
 
 
 @pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])

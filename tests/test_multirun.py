@@ -26,7 +26,7 @@ def sweep(tiny_root, tmp_path_factory):
 def run_sweep(sweep_dir, tiny_root, *overrides):
     cmd = [sys.executable, "train.py", "-m", *overrides, "width=16", "epochs=2", "batch_size=32",
            "log_every=3", "hist_every=6", "probe_size=64", "data.fetch=false",
-           "data.verify_md5=false", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+           "data.verify_md5=false", "data.val_size=64", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
     env = {**os.environ, "SLOPESTUDY_DATA": str(tiny_root)}
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 

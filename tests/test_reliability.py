@@ -15,7 +15,14 @@ from slopestudy.summarize import summarize
 
 from .conftest import ROOT
 
-TINY = ["width=16", "batch_size=32", "probe_size=64", "data.fetch=false", "data.verify_md5=false"]
+TINY = [
+    "width=16",
+    "batch_size=32",
+    "probe_size=64",
+    "data.fetch=false",
+    "data.verify_md5=false",
+    "data.val_size=64",
+]
 
 
 def train(tiny_root, *args, multirun=False, wait=True, **kw):

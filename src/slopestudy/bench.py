@@ -40,7 +40,7 @@ def get_data(n: int, root: str) -> tuple[data_mod.Tensors, str]:
     except data_mod.DataError:
         g = torch.Generator().manual_seed(0)
         x, y = torch.randn(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g)
-        return data_mod.Tensors(x, y, x[:1000], y[:1000]), "synthetic (MNIST not found)"
+        return data_mod.Tensors(x, y, x[:1000], y[:1000], x[:1000], y[:1000]), "synthetic (MNIST not found)"
 
 
 def matmul_limit(depth: int, width: int, batch: int, n: int) -> float:

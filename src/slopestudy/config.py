@@ -44,8 +44,11 @@ class DataConfig:
     """Dataset: `mnist` or `fashion` (Fashion-MNIST, same format)."""
     root: str = "data"
     """Folder holding `<root>/MNIST/raw/...` (torchvision's layout); relative to the cwd."""
+    val_size: int = 10_000
+    """Examples held out of the training file for validation: a fixed split (the same for every
+    seed and run), never trained on; learning rates are chosen on it. 0 = no validation split."""
     train_size: int | None = None
-    """Use only the first N training examples (None = all 60000)."""
+    """Use only the first N of the remaining training examples (None = all, 50000 with val_size 10000)."""
     test_size: int | None = None
     """Use only the first N test examples (None = all 10000)."""
     verify_md5: bool = True
@@ -107,7 +110,11 @@ class StudyConfig:
         check(self.threads >= 0, "threads", self.threads, "an integer >= 0 (0 = auto)")
         d = self.data
         check(d.name in DATASETS, "data.name", d.name, f"one of {sorted(DATASETS)}")
-        for key, full_size in zip(("train_size", "test_size"), DATASET_SIZES[d.name], strict=True):
+        full_train, full_test = DATASET_SIZES[d.name]
+        allowed = f"an integer from 0 to {full_train - 1} (held out of {full_train} training examples)"
+        check(0 <= d.val_size < full_train, "data.val_size", d.val_size, allowed)
+        sizes = {"train_size": full_train - d.val_size, "test_size": full_test}
+        for key, full_size in sizes.items():
             value = getattr(d, key)
             allowed = f"null (all) or an integer from 1 to {full_size}"
             check(value is None or 1 <= value <= full_size, f"data.{key}", value, allowed)

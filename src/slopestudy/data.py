@@ -59,12 +59,28 @@ class DataError(RuntimeError):
     """The dataset is missing or corrupt; the message says which file and how to fix it."""
 
 
+# The validation split is drawn with this fixed seed, never the run's: every seed and every
+# run holds out the same examples, so a choice made on validation compares like with like.
+SPLIT_SEED = 20_261_127
+
+
 @dataclass
 class Tensors:
     x_train: torch.Tensor  # (N, 784) float32, normalized
     y_train: torch.Tensor  # (N,) int64
     x_test: torch.Tensor
     y_test: torch.Tensor
+    x_val: torch.Tensor  # (V, 784); V = 0 without a validation split
+    y_val: torch.Tensor
+
+
+def split_indices(n: int, val_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) indices into a training file of n examples: val_size of them drawn once with
+    SPLIT_SEED, the rest for training; both sorted, so "the first N" keeps the file's order."""
+    if val_size >= n:
+        raise DataError(f"data.val_size={val_size} leaves no training examples (the file has {n})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    return perm[val_size:].sort().values, perm[:val_size].sort().values
 
 
 def raw_dir(root: str | Path, name: str = "mnist") -> Path:
@@ -154,11 +170,15 @@ def load(cfg: DataConfig, device: torch.device) -> Tensors:
     if cfg.fetch:
         ensure(cfg.root, cfg.name)
     root = str(Path(cfg.root).resolve())
-    return _load_cached(cfg.name, root, cfg.train_size, cfg.test_size, cfg.verify_md5, str(device))
+    return _load_cached(
+        cfg.name, root, cfg.val_size, cfg.train_size, cfg.test_size, cfg.verify_md5, str(device)
+    )
 
 
 @functools.lru_cache(maxsize=1)
-def _load_cached(name: str, root: str, train_size, test_size, verify_md5: bool, device: str) -> Tensors:
+def _load_cached(
+    name: str, root: str, val_size: int, train_size, test_size, verify_md5: bool, device: str
+) -> Tensors:
     if verify_md5:
         verify(root, name)
     cls = getattr(torchvision.datasets, DATASETS[name])
@@ -169,16 +189,21 @@ def _load_cached(name: str, root: str, train_size, test_size, verify_md5: bool, 
         raise DataError(f"{e} (looked in {raw_dir(root, name)})") from e
     mean, std = NORMALIZE[name]
 
-    def prep(ds, size: int | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        n = len(ds.data)
+    def prep(images, labels, size: int | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(images)
         if size is not None and size > n:
             raise DataError(f"data.{split}_size={size} is larger than the {split} split ({n})")
         size = n if size is None else size
-        x = ds.data[:size].reshape(size, -1).to(device=device, dtype=torch.float32)
+        x = images[:size].reshape(size, 784).to(device=device, dtype=torch.float32)  # (N, 784)
         x.div_(255.0).sub_(mean).div_(std)  # in place: no full-size temporaries at peak memory
-        return x, ds.targets[:size].to(device=device, dtype=torch.int64)
+        return x, labels[:size].to(device=device, dtype=torch.int64)
 
-    return Tensors(*prep(train, train_size, "train"), *prep(test, test_size, "test"))
+    train_idx, val_idx = split_indices(len(train.data), val_size)
+    return Tensors(
+        *prep(train.data[train_idx], train.targets[train_idx], train_size, "train"),
+        *prep(test.data, test.targets, test_size, "test"),
+        *prep(train.data[val_idx], train.targets[val_idx], None, "val"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

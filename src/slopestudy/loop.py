@@ -24,6 +24,7 @@ from slopestudy.tblog import RunLogger
 log = logging.getLogger(__name__)
 EVAL_CHUNK = 10_000
 CHECKPOINT = "checkpoint.pt"
+FINAL_METRICS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss")  # run.json "final"
 
 
 def pick_device(choice: Device) -> torch.device:
@@ -55,7 +56,8 @@ def make_optimizer(cfg: StudyConfig, model: torch.nn.Module) -> torch.optim.Opti
 def flat_hparams(cfg: StudyConfig, n_train: int, n_test: int) -> dict:
     """Every run gets the same keys and no None, so the HParams dashboard shows them all."""
     flat = {k: v for k, v in as_plain_dict(cfg).items() if not isinstance(v, dict)}
-    flat.update({"data.name": cfg.data.name, "data.train_size": n_train, "data.test_size": n_test})
+    flat.update({"data.name": cfg.data.name, "data.train_size": n_train, "data.test_size": n_test,
+                 "data.val_size": cfg.data.val_size})  # fmt: skip
     return flat
 
 
@@ -142,6 +144,11 @@ class Run:
         stats = activation_stats(self.model, self.probe_x)
         test = evaluate(self.model, self.data.x_test, self.data.y_test)
         (dead, act_mean, act_std), (test_loss, test_acc) = stats.tolist(), test.tolist()
+        val_loss = val_acc = None
+        if len(self.data.x_val):
+            val_loss, val_acc = evaluate(self.model, self.data.x_val, self.data.y_val).tolist()
+            self.logger.scalar("loss/val", val_loss, step)
+            self.logger.scalar("acc/val", val_acc, step)
         self.logger.layers("dead_frac", dead, step)
         self.logger.layers("act_mean", act_mean, step)
         self.logger.layers("act_std", act_std, step)
@@ -154,7 +161,8 @@ class Run:
         self._epoch_norms = []
         entry = {
             "epoch": epoch, "step": step, "seconds": round(seconds, 3),
-            "train_loss": train_loss, "test_loss": test_loss, "test_acc": test_acc,
+            "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc,
+            "test_loss": test_loss, "test_acc": test_acc,
             "dead_frac": dead, "act_mean": act_mean, "act_std": act_std,
             "grad_norm_mean": means[:depth], "signal_norm_mean": means[depth:],
         }  # fmt: skip
@@ -279,7 +287,8 @@ class Run:
         speed = len(self.data.x_train) / e["seconds"]
         msg = (
             f"epoch {e['epoch']}/{self.cfg.epochs}  step {e['step']}  train_loss {e['train_loss']:.4f}  "
-            f"test_loss {e['test_loss']:.4f}  test_acc {e['test_acc']:.4f}  "
+            + (f"val_acc {e['val_acc']:.4f}  " if e["val_acc"] is not None else "")
+            + f"test_acc {e['test_acc']:.4f}  "
             f"({e['seconds']:.1f}s, {speed:.0f} samples/s)"
         )
         if self.bar.disable:
@@ -294,7 +303,7 @@ class Run:
     def finish(self) -> None:
         history = self.record["history"]
         last = history[-1] if history else {}
-        self.record["final"] = {k: last.get(k) for k in ("test_acc", "test_loss", "train_loss")}
+        self.record["final"] = {k: last.get(k) for k in FINAL_METRICS}
         self.record["grad_norm_epoch_mean"] = [h["grad_norm_mean"] for h in history[1:]]
         self.record["signal_norm_epoch_mean"] = [h["signal_norm_mean"] for h in history[1:]]
         if self.logger is not None:
