@@ -21,18 +21,25 @@ class ConfigError(ValueError):
     """A config value is out of range; the message names the key, the value and what is allowed."""
 
 
-class Init(str, Enum):
+class Choice(str, Enum):
+    """A string enum that reads as its value, so `${init}` in a path gives `kaiming`."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Init(Choice):
     pytorch = "pytorch"  # nn.Linear's own default: kaiming_uniform_(a=sqrt(5)), Var(W)=1/(3 fan_in)
     kaiming = "kaiming"  # He init with the leaky gain for `slope`: Var(W)=2/((1+slope^2) fan_in)
     xavier = "xavier"  # Glorot normal: Var(W)=2/(fan_in+fan_out)
 
 
-class Optimizer(str, Enum):
+class Optimizer(Choice):
     sgd = "sgd"
     adam = "adam"
 
 
-class Device(str, Enum):
+class Device(Choice):
     auto = "auto"  # cuda when available, else cpu
     cpu = "cpu"
     cuda = "cuda"
