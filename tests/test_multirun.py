@@ -33,7 +33,7 @@ def run_sweep(sweep_dir, tiny_root, *overrides):
 
 def job_dirs(sweep_dir):
     # Named from the overrides in Hydra's (sorted) order; machinery keys are excluded.
-    name = "batch_size=32,depth={},epochs=2,slope={},width=16"
+    name = "batch_size=32,data.val_size=64,depth={},epochs=2,slope={},width=16"
     return {(d, s): sweep_dir / name.format(d, s) / "seed=0" for d in DEPTHS for s in SLOPES}
 
 

@@ -8,13 +8,14 @@ import pytest
 import yaml
 
 from slopestudy.model import theory_decay_per_layer
-from slopestudy.summarize import fit_decay, grad_ratio, main, summarize
+from slopestudy.probes import fit_decay, grad_ratio
+from slopestudy.summarize import main, summarize
 
 BASE = {"slope": 0.0, "depth": 4, "width": 32, "init": "pytorch", "seed": 0, "optimizer": "sgd",
         "lr": 0.01, "epochs": 1, "data": {"name": "mnist", "root": "data", "train_size": None}}  # fmt: skip
 
 
-def make_run(sweep, name, status="completed", decay=0.3, acc=0.9, write_json=True, **overrides):
+def make_run(sweep, name, status="completed", decay=0.3, acc=0.9, write_json=True, val=None, **overrides):
     cfg = {**BASE, **overrides}
     job = sweep / name
     (job / ".hydra").mkdir(parents=True)
@@ -33,6 +34,9 @@ def make_run(sweep, name, status="completed", decay=0.3, acc=0.9, write_json=Tru
                     {"epoch": 1, "step": 100, "test_acc": acc, **hist}],
         "final": {"test_acc": acc, "test_loss": 0.3, "train_loss": 0.2},
     }  # fmt: skip
+    if val is not None:
+        run["final"].update(val_acc=val, val_loss=0.3)
+        run["history"][-1]["val_acc"] = val
     if status == "failed":
         run["error"] = "RuntimeError: boom"
     (job / "run.json").write_text(json.dumps(run))

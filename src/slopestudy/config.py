@@ -7,10 +7,12 @@ config is turned into these dataclasses at the start of a job.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -101,6 +103,9 @@ class StudyConfig:
     """auto | cpu | cuda."""
     threads: int = 0
     """torch CPU threads; 0 = auto (OMP_NUM_THREADS when a launcher sets it, else all cores)."""
+    tuned: str | None = None
+    """A tuned.csv written by `summarize --tune KEY`: take KEY (e.g. lr) from its row for this
+    run's cell (the row whose keys match this run's config); the value given for KEY is replaced."""
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
@@ -127,6 +132,14 @@ class StudyConfig:
             check(value is None or 1 <= value <= full_size, f"data.{key}", value, allowed)
 
 
+# How each key takes part in a comparison (the tuning playbook's kinds, plus machinery).
+# nuisance: re-optimized per cell (a sweep over it is tuning, not a result axis);
+# machinery: where files live and how the job runs; never names a job or splits a group.
+# Everything else is scientific or fixed: a group of runs never mixes two values of it.
+NUISANCE = ("lr", "momentum")
+MACHINERY = ("seed", "data.root", "data.fetch", "data.verify_md5", "device", "threads", "log_every",
+             "hist_every", "probe_size", "tuned", "experiment")  # fmt: skip
+
 DATASETS = {"mnist": "MNIST", "fashion": "FashionMNIST"}
 DATASET_SIZES = {"mnist": (60_000, 10_000), "fashion": (60_000, 10_000)}  # (train, test)
 
@@ -143,7 +156,53 @@ def to_study_config(cfg: DictConfig) -> StudyConfig:
     except OmegaConfBaseException as e:  # e.g. a missing value
         raise ConfigError(f"invalid config: {e}") from e
     assert isinstance(obj, StudyConfig)
+    if obj.tuned:
+        apply_tuned(obj)
     return obj
+
+
+def flat_dict(cfg: StudyConfig) -> dict:
+    """{'slope': 0.01, ..., 'data.name': 'mnist'}: the config as dotted keys."""
+    plain = as_plain_dict(cfg)
+    data = plain.pop("data")
+    return {**plain, **{f"data.{k}": v for k, v in data.items()}}
+
+
+def apply_tuned(cfg: StudyConfig) -> None:
+    """Set the tuned key (e.g. lr) from the `cfg.tuned` table's row for this run's cell.
+
+    The table's columns before `tuned_key` are the cell's keys; a row matches when every one
+    equals this run's value (numbers compared as numbers)."""
+    path = Path(cfg.tuned)
+    if not path.is_file():
+        raise ConfigError(f"invalid config: tuned={cfg.tuned!r}; allowed: a tuned.csv from summarize --tune")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    header = list(rows[0]) if rows else []
+    if "tuned_key" not in header:
+        raise ConfigError(f"invalid config: tuned={cfg.tuned!r}; allowed: a tuned.csv (no tuned_key column)")
+    cell_keys = header[: header.index("tuned_key")]
+    mine = flat_dict(cfg)
+    unknown = [k for k in cell_keys if k not in mine]
+    if unknown:
+        raise ConfigError(f"invalid config: tuned={cfg.tuned!r}; its cell keys {unknown} are not config keys")
+    for row in rows:
+        if all(_same_value(mine[k], row[k]) for k in cell_keys):
+            key = row["tuned_key"]
+            setattr(cfg, key, type(getattr(cfg, key))(float(row[key])))
+            cfg.__post_init__()  # the tuned value must pass the same range checks
+            return
+    cell = ", ".join(f"{k}={mine[k]}" for k in cell_keys)
+    raise ConfigError(f"invalid config: tuned={cfg.tuned!r} has no row for {cell}; allowed: its cells")
+
+
+def _same_value(mine: object, text: str) -> bool:
+    if isinstance(mine, bool) or not isinstance(mine, int | float):
+        return str(mine) == text
+    try:
+        return math.isclose(float(mine), float(text), rel_tol=1e-9, abs_tol=1e-12)
+    except ValueError:
+        return False
 
 
 def as_plain_dict(cfg: StudyConfig) -> dict:
@@ -194,3 +253,5 @@ _ABSENT = object()
 
 def register() -> None:
     ConfigStore.instance().store(name="schema", node=StudyConfig)
+    # conf/config.yaml names job folders without the machinery keys: `${slopestudy.machinery:}`.
+    OmegaConf.register_new_resolver("slopestudy.machinery", lambda: list(MACHINERY), replace=True)

@@ -10,8 +10,8 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from slopestudy.grouping import group_keys, group_keys_of, variants  # noqa: E402
 from slopestudy.records import DONE, read_run  # noqa: E402
-from slopestudy.summarize import group_keys, group_keys_of, variants  # noqa: E402
 
 
 def _slope_colors(slopes):

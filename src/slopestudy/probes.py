@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -80,3 +83,22 @@ def activation_stats(model: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     if not mean:  # depth 1: no hidden layer
         return torch.zeros(3, 0, device=x.device)
     return torch.stack([torch.stack(dead[:-1]), torch.stack(mean), torch.stack(std)])
+
+
+# --- what the per-layer profiles say, in one number each (the summary and each run's report) --
+def fit_decay(signal: list[float] | None) -> float:
+    """Least-squares slope of log10 ||dL/dz_l|| against l over the hidden layers (all but the
+    last); positive = the signal shrinks toward the input. NaN with < 2 hidden layers or a zero."""
+    if not signal or len(signal) < 3:
+        return math.nan
+    hidden = np.asarray(signal[:-1], dtype=float)
+    if not np.all(np.isfinite(hidden)) or np.any(hidden <= 0):
+        return math.nan
+    return float(np.polyfit(np.arange(len(hidden)), np.log10(hidden), 1)[0])
+
+
+def grad_ratio(grad: list[float] | None) -> float:
+    """log10(||dL/dW_first|| / ||dL/dW_last||): negative = the input side gets less."""
+    if not grad or len(grad) < 2 or grad[0] <= 0 or grad[-1] <= 0:
+        return math.nan
+    return math.log10(grad[0] / grad[-1])

@@ -1,6 +1,7 @@
 """Turn sweep folders into a tidy DataFrame, tables over seeds, and figures.
 
     python -m slopestudy.summarize multirun/2026-11-27/01-27-30 [more sweep dirs] [--out DIR]
+    python -m slopestudy.summarize multirun/fair_tune/sgd/kaiming --tune lr   # choose lr per cell
 
 Runs automatically at the end of every `python train.py -m ...` (see callbacks.py).
 """
@@ -8,77 +9,44 @@ Runs automatically at the end of every `python train.py -m ...` (see callbacks.p
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
+from slopestudy import stats
 from slopestudy.config import sweep_jobs
+from slopestudy.grouping import METRICS, group_keys, group_keys_of, per_cell_nuisances, variants
 from slopestudy.model import theory_decay_per_layer
+from slopestudy.probes import fit_decay, grad_ratio
 from slopestudy.records import DONE, read_run
 
-# Config keys that never split a group: where files live and how the machinery ran.
-NON_SCIENTIFIC = {"seed", "data.root", "data.fetch", "data.verify_md5", "threads", "device",
-                  "log_every", "hist_every"}  # fmt: skip
-METRICS = {  # column -> what the tables call it
-    "test_acc": "test accuracy",
-    "decay_step0": "signal decay/layer at step 0 (log10)",
-    "decay_end": "signal decay/layer at the end (log10)",
-    "grad_ratio_step0": "log10(grad first/last layer) at step 0",
-    "grad_ratio_end": "log10(grad first/last layer) at the end",
-    "dead_frac_step0": "dead-unit fraction at init",
-    "dead_frac_end": "dead-unit fraction at the end",
-    "steps_to_90": "steps to 90% test accuracy",
-}
+# A run "never learned" when its final validation accuracy (test accuracy where there is no
+# validation split) stays below this, about twice chance (0.1135 on MNIST). Such runs and
+# diverged ones are failures: counted as k/n, never averaged into an accuracy.
+NEVER_LEARNED = 0.2
 
 
 # --- one run ---------------------------------------------------------------------------------
-def fit_decay(signal: list[float] | None) -> float:
-    """Least-squares slope of log10 ||dL/dz_l|| against l over the hidden layers (all but the
-    last); positive = the signal shrinks toward the input. NaN with < 2 hidden layers or a zero."""
-    if not signal or len(signal) < 3:
-        return math.nan
-    hidden = np.asarray(signal[:-1], dtype=float)
-    if not np.all(np.isfinite(hidden)) or np.any(hidden <= 0):
-        return math.nan
-    return float(np.polyfit(np.arange(len(hidden)), np.log10(hidden), 1)[0])
-
-
-def grad_ratio(grad: list[float] | None) -> float:
-    """log10(||dL/dW_first|| / ||dL/dW_last||): negative = the input side gets less."""
-    if not grad or len(grad) < 2 or grad[0] <= 0 or grad[-1] <= 0:
-        return math.nan
-    return math.log10(grad[0] / grad[-1])
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def run_row(job_dir: Path, sweep_dir: Path) -> dict:
     run = read_run(job_dir)
     if run is None:  # killed before run.json, or unreadable: report it, don't crash on it
         cfg = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text()) or {}
         run = {"status": "missing", "config": cfg}
-    cfg = flatten(run.get("config", {}))
+    cfg = pd.json_normalize(run["config"]).iloc[0].to_dict() if run.get("config") else {}
     history = run.get("history") or []
     last = history[-1] if len(history) > 1 else {}
     final = run.get("final") or {}
     row = {k: v for k, v in cfg.items() if not k.startswith("hydra")}
-    reached = [h["step"] for h in history if (h.get("test_acc") or 0) >= 0.9]
+    acc_key = "val_acc" if final.get("val_acc") is not None else "test_acc"
+    reached = [h["step"] for h in history if (h.get(acc_key) or 0) >= 0.9]
     status = run.get("status", "missing")
     row.update(
         status="interrupted" if status == "running" else status,
+        val_acc=final.get("val_acc"),
+        val_loss=final.get("val_loss"),
         test_acc=final.get("test_acc"),
         test_loss=final.get("test_loss"),
         train_loss=final.get("train_loss"),
@@ -89,6 +57,7 @@ def run_row(job_dir: Path, sweep_dir: Path) -> dict:
         grad_ratio_end=grad_ratio(last.get("grad_norm_mean")),
         dead_frac_step0=_mean(history[0]["dead_frac"]) if history else None,
         dead_frac_end=_mean(last["dead_frac"]) if last else None,
+        val_gain_last_half=last_half_gain(history),
         error=run.get("error"),
         job=str(job_dir.relative_to(sweep_dir)),
         sweep=shown(sweep_dir),
@@ -96,6 +65,14 @@ def run_row(job_dir: Path, sweep_dir: Path) -> dict:
     if "init" in row and "slope" in row:
         row["decay_theory"] = theory_decay_per_layer(row["init"], row["slope"], row.get("width", 256))
     return row
+
+
+def last_half_gain(history: list[dict]) -> float | None:
+    """Validation accuracy gained over the second half of the epochs: about 0 = plateaued."""
+    epochs = [h for h in history if h.get("epoch", 0) > 0 and h.get("val_acc") is not None]
+    if len(epochs) < 2:
+        return None
+    return epochs[-1]["val_acc"] - epochs[len(epochs) // 2 - 1]["val_acc"]
 
 
 def shown(path: Path) -> str:
@@ -120,7 +97,9 @@ def find_jobs(sweep_dir: Path) -> list[Path]:
 def collect(sweep_dirs: list[Path]) -> pd.DataFrame:
     rows = [run_row(job, sweep) for sweep in sweep_dirs for job in find_jobs(sweep)]
     df = pd.DataFrame(rows)
-    for col in ("test_acc", "test_loss", "train_loss", "steps_to_90", "dead_frac_step0", "dead_frac_end"):
+    numeric = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "steps_to_90",
+               "dead_frac_step0", "dead_frac_end", "val_gain_last_half")  # fmt: skip
+    for col in numeric:
         if col in df:
             df[col] = pd.to_numeric(df[col])
     return df
@@ -146,19 +125,8 @@ def missing_jobs(sweep_dir: Path, df: pd.DataFrame) -> list[dict]:
 
 
 # --- tables ----------------------------------------------------------------------------------
-RESULT_COLUMNS = {"status", "test_acc", "test_loss", "train_loss", "steps_to_90", "decay_step0",
-                  "decay_end", "grad_ratio_step0", "grad_ratio_end", "dead_frac_step0",
-                  "dead_frac_end", "error", "job", "sweep", "decay_theory"}  # fmt: skip
-
-
-def group_keys(df: pd.DataFrame) -> list[str]:
-    """Every config key that differs between runs, except seed: never average across them."""
-    config_cols = [c for c in df.columns if c not in RESULT_COLUMNS and c not in NON_SCIENTIFIC]
-    return [c for c in config_cols if df[c].astype(str).nunique() > 1 or c in ("slope", "depth")]
-
-
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and n over seeds of every metric, per group of identical settings.
+    """Mean, std and n over seeds of every metric, per cell (group of identical settings).
 
     Only completed or diverged runs count (a diverged run's accuracy is a real outcome)."""
     keys = group_keys(df)
@@ -166,18 +134,131 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in [*METRICS, "decay_theory"] if c in ok]
     agg = ok.groupby(keys, dropna=False)[cols].agg(["mean", "std", "count"])
     agg.columns = [f"{c}_{s}".replace("_count", "_n") for c, s in agg.columns]
-    return agg.reset_index()
+    for key in per_cell_nuisances(ok):  # e.g. each cell's tuned lr, shown next to its numbers
+        agg[key] = ok.groupby(keys, dropna=False)[key].first()
+    agg = agg.reset_index()
+    agg.attrs["group_keys"] = keys
+    return agg
 
 
-def variants(df: pd.DataFrame, keys: list[str]) -> list[tuple[str, pd.DataFrame]]:
-    """(label, rows) per combination of the differing keys other than slope and depth."""
-    others = [k for k in keys if k not in ("slope", "depth")]
-    if not others:
-        return [("all runs", df)]
-    return [
-        (", ".join(f"{k}={part[k].iloc[0]}" for k in others), part)
-        for _, part in df.groupby(others, dropna=False)
-    ]
+def failed(df: pd.DataFrame) -> pd.Series:
+    """Diverged, or never learned (final val accuracy < NEVER_LEARNED; test where no val)."""
+    acc = df["val_acc"].fillna(df["test_acc"]) if "val_acc" in df else df["test_acc"]
+    return (df["status"] == "diverged") | ~(acc >= NEVER_LEARNED)
+
+
+def accuracy_ci(df: pd.DataFrame) -> pd.DataFrame:
+    """Per cell: failures k/n, and mean with a 95 % t-interval over the seeds that learned, of
+    validation and test accuracy (and of the plateau check, val gain over the last half)."""
+    ok = df[df["status"].isin(DONE)].assign(failed=lambda d: failed(d))
+    keys = group_keys(df)
+    rows = []
+    for cell, part in ok.groupby(keys, dropna=False):
+        learned = part[~part["failed"]]
+        row = dict(zip(keys, cell if isinstance(cell, tuple) else (cell,), strict=True))
+        for key in per_cell_nuisances(ok):
+            row[key] = part[key].iloc[0]
+        row.update(n=len(part), failures=int(part["failed"].sum()))
+        for metric in ("val_acc", "test_acc", "val_gain_last_half"):
+            if metric in part:
+                mean, low, high = stats.t_interval(learned[metric])
+                row.update({metric: mean, f"{metric}_lo": low, f"{metric}_hi": high})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compare_to(df: pd.DataFrame, key: str = "slope", base: float = 0.0) -> pd.DataFrame:
+    """Each cell against the cell with key=base and the same other keys: the difference of mean
+    accuracy over the seeds that learned, with Welch's 95 % interval; failures side by side."""
+    ok = df[df["status"].isin(DONE)].assign(failed=lambda d: failed(d))
+    keys = group_keys(df)
+    if key not in keys or not (ok[key] == base).any():
+        return pd.DataFrame()
+    others = [k for k in keys if k != key]
+    rows = []
+    for cell, part in ok.groupby(keys, dropna=False):
+        row = dict(zip(keys, cell if isinstance(cell, tuple) else (cell,), strict=True))
+        if row[key] == base:
+            continue
+        ref = ok[in_cell(ok, {**{k: row[k] for k in others}, key: base})]
+        if ref.empty:
+            continue
+        row.update(n=len(part), failures=int(part["failed"].sum()), n_base=len(ref),
+                   failures_base=int(ref["failed"].sum()))  # fmt: skip
+        for metric in ("val_acc", "test_acc"):
+            if metric in part:
+                diff, low, high = stats.welch_interval(
+                    ref.loc[~ref["failed"], metric], part.loc[~part["failed"], metric]
+                )
+                row.update({f"d_{metric}": diff, f"d_{metric}_lo": low, f"d_{metric}_hi": high})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def tune(df: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Per cell (the other differing keys, seeds pooled): the value of `key` with the best mean
+    validation accuracy. Diverged runs score 0, so a value that sometimes diverges loses.
+
+    The choice sees only the cell's keys, `key` and the validation score: test columns are
+    not in the frame it chooses from. Returns one row per cell (tuned.csv)."""
+    keys = group_keys(df)
+    if key not in keys:
+        raise ValueError(f"--tune {key}: {key} does not vary within any cell of these runs")
+    ok = df[df["status"].isin(DONE)]
+    if "val_acc" not in ok or ok["val_acc"].isna().all():
+        raise ValueError("--tune needs validation accuracy: these runs have no validation split")
+    cell_keys = [k for k in keys if k != key]
+    score = ok["val_acc"].where(ok["status"] != "diverged", 0.0).fillna(0.0)
+    choose_from = ok[cell_keys + [key]].assign(score=score)  # no test column in here
+    chosen = choose(choose_from, cell_keys, key)
+    rows = []
+    for pick in chosen.to_dict("records"):  # records keep each column's type (4 stays 4)
+        cell = in_cell(ok, {k: pick[k] for k in cell_keys})
+        runs = ok[cell & (ok[key] == pick[key])].assign(failed=lambda d: failed(d))
+        learned = runs[~runs["failed"]]
+        grid = sorted(ok.loc[cell, key].unique())
+        row = {k: pick[k] for k in cell_keys}
+        row.update({"tuned_key": key, key: pick[key], "n": len(runs), "score": pick["score"]})
+        for metric in ("val_acc", "test_acc"):
+            mean, low, high = stats.t_interval(learned[metric])
+            row.update({metric: mean, f"{metric}_lo": low, f"{metric}_hi": high})
+        row.update(
+            failures=int(runs["failed"].sum()),
+            at_edge=len(grid) >= 3 and pick[key] in (grid[0], grid[-1]),
+            grid=",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in grid),
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def in_cell(df: pd.DataFrame, values: dict) -> pd.Series:
+    """Rows whose keys equal `values` (NaN matches NaN: a key unset in every run of a cell)."""
+    mask = pd.Series(True, index=df.index)
+    for k, v in values.items():
+        mask &= df[k].isna() if pd.isna(v) else df[k] == v
+    return mask
+
+
+def choose(runs: pd.DataFrame, cell_keys: list[str], key: str) -> pd.DataFrame:
+    """Best mean score per cell; ties go to the smaller value (the more cautious choice)."""
+    means = runs.groupby([*cell_keys, key], dropna=False)["score"].mean().reset_index()
+    means = means.sort_values([*cell_keys, "score", key], ascending=[True] * len(cell_keys) + [False, True])
+    return means.groupby(cell_keys, dropna=False).head(1) if cell_keys else means.head(1)
+
+
+def tuning_scores(df: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Mean validation score per cell and value of `key`: the curve the choice was read off."""
+    keys = group_keys(df)
+    ok = df[df["status"].isin(DONE)]
+    score = ok["val_acc"].where(ok["status"] != "diverged", 0.0).fillna(0.0)
+    cell_keys = [k for k in keys if k != key]
+    table = ok[keys].assign(score=score).groupby(keys)["score"].mean().unstack(key)
+    table.columns = [f"{key}={v:g}" for v in table.columns]
+    return table.reset_index() if cell_keys else table
+
+
+def variants_of(agg: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    return variants(agg, group_keys_of(agg))
 
 
 def format_cell(row: pd.Series, metric: str, theory: bool) -> str:
@@ -192,7 +273,7 @@ def format_cell(row: pd.Series, metric: str, theory: bool) -> str:
 def pivot(agg: pd.DataFrame, metric: str, theory: bool = False) -> dict[str, pd.DataFrame]:
     """slope x depth tables of 'mean ± std (n)', one per variant (the other differing keys)."""
     out = {}
-    for label, part in variants(agg, group_keys_of(agg)):
+    for label, part in variants_of(agg):
         cells = part.assign(cell=part.apply(format_cell, axis=1, metric=metric, theory=theory))
         table = cells.pivot_table(index="depth", columns="slope", values="cell", aggfunc="first")
         table.columns = [f"slope={c:g}" for c in table.columns]
@@ -200,8 +281,22 @@ def pivot(agg: pd.DataFrame, metric: str, theory: bool = False) -> dict[str, pd.
     return out
 
 
-def group_keys_of(agg: pd.DataFrame) -> list[str]:
-    return [c for c in agg.columns if not any(c.startswith(m + "_") for m in [*METRICS, "decay_theory"])]
+def ci_pivot(ci: pd.DataFrame, keys: list[str], metric: str = "test_acc") -> dict[str, pd.DataFrame]:
+    """slope x depth tables of 'mean [95 % CI] (k/n failed)' per variant."""
+
+    def cell(r: pd.Series) -> str:
+        text = stats.fmt_ci(r[metric], r[f"{metric}_lo"], r[f"{metric}_hi"])
+        k, n = int(r["failures"]), int(r["n"])
+        return text + (f" ({k}/{n} failed)" if k else f" (n={n})")
+
+    out = {}
+    for label, part in variants(ci, keys):
+        table = part.assign(cell=part.apply(cell, axis=1)).pivot_table(
+            index="depth", columns="slope", values="cell", aggfunc="first"
+        )
+        table.columns = [f"slope={c:g}" for c in table.columns]
+        out[label] = table
+    return out
 
 
 @dataclass
@@ -212,12 +307,18 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     tables: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
     figures: list[Path] = field(default_factory=list)
+    ci: pd.DataFrame = field(default_factory=pd.DataFrame)
+    vs_base: pd.DataFrame = field(default_factory=pd.DataFrame)
+    tuned: pd.DataFrame | None = None
+    markdown: str = ""
 
     def main_table(self) -> str:
         parts = []
         for title in ("test accuracy", "signal decay/layer at step 0 (log10)"):
             for label, table in self.tables.get(title, {}).items():
                 parts.append(f"{title} — {label}   [mean ± std (n seeds)]\n{table.to_string()}")
+        if self.tuned is not None:
+            parts.append("tuned (chosen on validation accuracy):\n" + self.tuned.to_string(index=False))
         return "\n\n".join(parts + self.notes)
 
 
@@ -240,7 +341,10 @@ def status_notes(df: pd.DataFrame, sweep_dirs: list[Path]) -> list[str]:
 
 
 def summarize(
-    sweep_dirs: list[str | Path], out_dir: str | Path | None = None, figures: bool = True
+    sweep_dirs: list[str | Path],
+    out_dir: str | Path | None = None,
+    figures: bool = True,
+    tune_key: str | None = None,
 ) -> Summary:
     sweep_dirs = [Path(d).resolve() for d in sweep_dirs]
     for d in sweep_dirs:
@@ -254,7 +358,19 @@ def summarize(
     out = Path(out_dir) if out_dir else sweep_dirs[0] / "summary"
     out.mkdir(parents=True, exist_ok=True)
     summary = Summary(runs=df, agg=aggregate(df), out_dir=out, notes=status_notes(df, sweep_dirs))
-    write_tables(summary)
+    if not summary.agg.empty:
+        summary.ci, summary.vs_base = accuracy_ci(df), compare_to(df)
+    if tune_key:
+        summary.tuned = tune(df, tune_key)
+        edges = summary.tuned[summary.tuned["at_edge"]]
+        for _, r in edges.iterrows():
+            cell = ", ".join(
+                f"{k}={r[k]}" for k in summary.tuned.columns[: list(summary.tuned).index("tuned_key")]
+            )
+            summary.notes.append(
+                f"EDGE: {cell}: best {tune_key}={r[tune_key]:g} is at the edge of {r['grid']}"
+            )
+    write_tables(summary, tune_key)
     if figures and not summary.agg.empty:
         from slopestudy import figures as fig_mod
 
@@ -262,14 +378,39 @@ def summarize(
     return summary
 
 
-def write_tables(s: Summary) -> None:
+def write_tables(s: Summary, tune_key: str | None = None) -> None:
     s.runs.to_csv(s.out_dir / "runs.csv", index=False)
     s.agg.to_csv(s.out_dir / "aggregate.csv", index=False)
     md = ["# Sweep summary", "", *[f"- {n}" for n in s.notes], ""]
     if s.agg.empty:
         md.append("No completed runs to tabulate.")
+    if s.tuned is not None:
+        s.tuned.to_csv(s.out_dir / "tuned.csv", index=False)
+        tuning_scores(s.runs, tune_key).to_csv(s.out_dir / "tuning_scores.csv", index=False)
+        md += [f"## {tune_key} chosen per cell on validation accuracy", "",
+               "val/test accuracy at the chosen value: mean [95 % t-interval] over the seeds that "
+               "learned; failures = diverged or never learned (val acc < 0.2) of n. Test accuracy "
+               "is shown, never used to choose. at_edge: the best value is at the grid's edge.", "",
+               tuned_markdown(s.tuned, tune_key), ""]  # fmt: skip
+    if not s.ci.empty:
+        s.ci.to_csv(s.out_dir / "accuracy_ci.csv", index=False)
+        keys = group_keys_of(s.agg)
+        for metric, title in (("val_acc", "validation accuracy"), ("test_acc", "test accuracy")):
+            if metric not in s.ci or s.ci[metric].isna().all():
+                continue
+            for label, table in ci_pivot(s.ci, keys, metric).items():
+                md += [f"## {title}, 95 % CI — {label}", "",
+                       "mean [95 % t-interval] over the seeds that learned (n seeds, or k/n failed)", "",
+                       table.to_markdown(), ""]  # fmt: skip
+    if not s.vs_base.empty:
+        s.vs_base.to_csv(s.out_dir / "vs_slope0.csv", index=False)
+        md += ["## test accuracy minus slope 0's, same other keys", "",
+               "difference of means [Welch 95 % interval]; failures as k/n for this slope / slope 0", "",
+               compare_markdown(s.vs_base), ""]  # fmt: skip
     specs = [("test_acc", False), ("decay_step0", True), ("decay_end", True), ("grad_ratio_step0", False),
              ("grad_ratio_end", False), ("dead_frac_end", False), ("steps_to_90", False)]  # fmt: skip
+    if "val_acc_n" in s.agg and s.agg["val_acc_mean"].notna().any():
+        specs.insert(0, ("val_acc", False))
     for metric, theory in specs if not s.agg.empty else []:
         title = METRICS[metric]
         s.tables[title] = pivot(s.agg, metric, theory)
@@ -283,7 +424,37 @@ def write_tables(s: Summary) -> None:
             md += [table.to_markdown(), ""]
             slug = label.replace(", ", "_").replace("=", "-") if label != "all runs" else "all"
             table.to_csv(s.out_dir / f"{metric}__{slug}.csv")
-    (s.out_dir / "tables.md").write_text("\n".join(md))
+    s.markdown = "\n".join(md)
+    (s.out_dir / "tables.md").write_text(s.markdown)
+
+
+def tuned_cell_keys(tuned: pd.DataFrame) -> list[str]:
+    """tuned.csv's cell keys: its columns before `tuned_key` (config.apply_tuned reads it so)."""
+    return list(tuned.columns[: list(tuned.columns).index("tuned_key")])
+
+
+def tuned_markdown(tuned: pd.DataFrame, key: str) -> str:
+    cell_keys = tuned_cell_keys(tuned)
+    show = tuned[cell_keys].copy()
+    show[key] = tuned[key].map(lambda v: f"{v:g}")
+    show["val acc"] = [stats.fmt_ci(*r) for r in tuned[["val_acc", "val_acc_lo", "val_acc_hi"]].values]
+    show["test acc"] = [stats.fmt_ci(*r) for r in tuned[["test_acc", "test_acc_lo", "test_acc_hi"]].values]
+    show["failures"] = [f"{f}/{n}" for f, n in tuned[["failures", "n"]].values]
+    show["at edge"] = tuned["at_edge"].map({True: "EDGE", False: ""})
+    show["grid"] = tuned["grid"]
+    return show.to_markdown(index=False)
+
+
+def compare_markdown(vs: pd.DataFrame) -> str:
+    keys = [c for c in vs.columns if c not in ("n", "failures", "n_base", "failures_base")
+            and not c.startswith("d_")]  # fmt: skip
+    show = vs[keys].copy()
+    show["Δ test acc"] = [
+        stats.fmt_ci(*r) for r in vs[["d_test_acc", "d_test_acc_lo", "d_test_acc_hi"]].values
+    ]
+    show["failures (this / slope 0)"] = [f"{a}/{n} / {b}/{m}" for a, n, b, m in
+                                        vs[["failures", "n", "failures_base", "n_base"]].values]  # fmt: skip
+    return show.to_markdown(index=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,10 +465,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("sweep_dirs", nargs="+", help="sweep folder(s), e.g. multirun/2026-11-27/01-27-30")
     p.add_argument("--out", help="output folder (default: <first sweep>/summary)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument(
+        "--tune",
+        metavar="KEY",
+        help="choose KEY (e.g. lr) per cell by the best mean validation accuracy; writes tuned.csv, "
+        "which `python train.py tuned=<it>` reads",
+    )
     args = p.parse_args(argv)
     try:
-        s = summarize(args.sweep_dirs, args.out, figures=not args.no_figures)
-    except FileNotFoundError as e:
+        s = summarize(args.sweep_dirs, args.out, figures=not args.no_figures, tune_key=args.tune)
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(s.main_table())

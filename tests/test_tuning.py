@@ -1,0 +1,123 @@
+"""Choosing a nuisance value per cell on validation data, and the intervals reported with it."""
+
+import math
+
+import pytest
+from hydra import compose, initialize_config_dir
+from scipy import stats as sps
+
+from slopestudy import stats
+from slopestudy.config import ConfigError, register, to_study_config
+from slopestudy.summarize import summarize
+
+from .conftest import ROOT
+from .test_summarize import make_run
+
+# val accuracy peaks at lr 0.01; test accuracy (never to be used) peaks at lr 0.1.
+VAL = {0.001: 0.90, 0.01: 0.95, 0.1: 0.30}
+TEST = {0.001: 0.10, 0.01: 0.20, 0.1: 0.99}
+
+
+def test_t_interval_known_case():
+    mean, low, high = stats.t_interval([1, 2, 3, 4, 5])
+    half = 2.7764451 * math.sqrt(2.5) / math.sqrt(5)  # t(0.975, 4) * s / sqrt(n)
+    assert mean == 3 and low == pytest.approx(3 - half) and high == pytest.approx(3 + half)
+    assert math.isnan(stats.t_interval([0.5])[1])  # one seed: no interval
+
+
+def test_welch_interval_matches_scipy_and_a_hand_case():
+    a, b = [0.90, 0.91, 0.93, 0.92], [0.95, 0.97, 0.96, 0.99, 0.98]
+    diff, low, high = stats.welch_interval(a, b)
+    ci = sps.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    assert diff == pytest.approx(sum(b) / 5 - sum(a) / 4)
+    assert (low, high) == pytest.approx((ci.low, ci.high))
+    # equal variances and sizes: Welch's dof is 2n-2, so t(0.975, 4) * sqrt(2 s^2 / n)
+    diff, low, high = stats.welch_interval([1, 2, 3], [2, 3, 4])
+    assert diff == 1 and high - diff == pytest.approx(2.7764451 * math.sqrt(2 * 1 / 3))
+
+
+def tuning_sweep(root, test=TEST):
+    for slope in (0.0, 0.2):
+        for lr, val in VAL.items():
+            for seed in (0, 1):
+                status = "diverged" if (lr == 0.1 and seed == 1) else "completed"
+                make_run(root, f"slope={slope},lr={lr}/seed={seed}", slope=slope, lr=lr, seed=seed,
+                         val=val + 0.01 * seed, acc=test[lr], status=status)  # fmt: skip
+
+
+def test_tune_picks_best_mean_validation_value_per_cell(tmp_path):
+    tuning_sweep(tmp_path)
+    s = summarize([tmp_path], figures=False, tune_key="lr")
+    t = s.tuned.set_index("slope")
+    assert list(s.tuned.columns[:4]) == ["slope", "depth", "tuned_key", "lr"]  # cell keys first
+    assert t.loc[0.0, "lr"] == 0.01 and t.loc[0.2, "lr"] == 0.01  # not 0.1, the test optimum
+    assert t.loc[0.0, "val_acc"] == pytest.approx(0.955) and t.loc[0.0, "n"] == 2
+    assert t.loc[0.0, "grid"] == "0.001,0.01,0.1" and not t.loc[0.0, "at_edge"]
+    assert (s.out_dir / "tuned.csv").exists()
+    assert "lr chosen per cell" in (s.out_dir / "tables.md").read_text()
+    assert s.tuned["failures"].tolist() == [0, 0]
+
+
+def test_tune_never_reads_test_accuracy(tmp_path):
+    tuning_sweep(tmp_path / "a")
+    tuning_sweep(tmp_path / "b", test={lr: 1.0 - v for lr, v in TEST.items()})  # test reversed
+    chosen_a = summarize([tmp_path / "a"], figures=False, tune_key="lr").tuned["lr"].tolist()
+    chosen_b = summarize([tmp_path / "b"], figures=False, tune_key="lr").tuned["lr"].tolist()
+    assert chosen_a == chosen_b == [0.01, 0.01]
+
+
+def test_divergence_scores_zero_and_edges_are_flagged(tmp_path):
+    # lr 0.1 has the best val accuracy when it runs, but one of its two seeds diverges.
+    for lr, val in {0.001: 0.80, 0.01: 0.85, 0.1: 0.97}.items():
+        for seed in (0, 1):
+            status = "diverged" if (lr == 0.1 and seed == 1) else "completed"
+            make_run(tmp_path, f"lr={lr}/seed={seed}", lr=lr, seed=seed, val=val, status=status)
+    s = summarize([tmp_path], figures=False, tune_key="lr")
+    assert s.tuned["lr"].tolist() == [0.01]  # mean score of 0.1 is (0.97 + 0) / 2
+    make_run(tmp_path, "lr=1/seed=0", lr=1.0, val=0.99)
+    make_run(tmp_path, "lr=1/seed=1", lr=1.0, val=0.99, seed=1)
+    s = summarize([tmp_path], figures=False, tune_key="lr")
+    assert s.tuned["lr"].tolist() == [1.0] and s.tuned["at_edge"].tolist() == [True]
+    assert any(n.startswith("EDGE:") for n in s.notes)
+
+
+def test_tune_without_validation_or_without_the_key_is_an_error(tmp_path):
+    make_run(tmp_path, "a/seed=0", lr=0.01)
+    make_run(tmp_path, "b/seed=0", lr=0.1)
+    with pytest.raises(ValueError, match="no validation split"):
+        summarize([tmp_path], figures=False, tune_key="lr")
+    with pytest.raises(ValueError, match="momentum does not vary"):
+        summarize([tmp_path], figures=False, tune_key="momentum")
+
+
+def compose_run(*overrides):
+    register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return to_study_config(compose("config", overrides=list(overrides)))
+
+
+def test_tuned_csv_sets_each_cells_value(tmp_path):
+    tuning_sweep(tmp_path)
+    path = summarize([tmp_path], figures=False, tune_key="lr").out_dir / "tuned.csv"
+    cfg = compose_run(f"+tuned={path}", "slope=0.2", "depth=4", "lr=0.5")
+    assert cfg.lr == 0.01
+    with pytest.raises(ConfigError, match="has no row for slope=0.5, depth=4"):
+        compose_run(f"+tuned={path}", "slope=0.5", "depth=4")
+    with pytest.raises(ConfigError, match="tuned="):
+        compose_run(f"+tuned={tmp_path / 'nope.csv'}")
+
+
+def test_a_per_cell_lr_is_not_an_axis_and_slopes_compare_to_slope0(tmp_path):
+    # A final sweep: each slope at its own tuned lr; 3 seeds; slope 0.2 is 0.02 better.
+    for slope, lr in ((0.0, 0.01), (0.2, 0.02)):
+        for seed, noise in enumerate((-0.001, 0.0, 0.001)):
+            make_run(tmp_path, f"slope={slope}/seed={seed}", slope=slope, lr=lr, seed=seed,
+                     val=0.9 + slope / 10 + noise, acc=0.9 + slope / 10 + noise)  # fmt: skip
+    make_run(tmp_path, "slope=0.2/seed=3", slope=0.2, lr=0.02, seed=3, val=0.11, acc=0.11)  # never learned
+    s = summarize([tmp_path], figures=False)
+    assert "lr" not in s.agg.attrs["group_keys"] and set(s.agg["lr"]) == {0.01, 0.02}
+    row = s.vs_base.iloc[0]
+    assert row["slope"] == 0.2 and row["failures"] == 1 and row["n"] == 4 and row["failures_base"] == 0
+    assert row["d_test_acc"] == pytest.approx(0.02)  # the never-learned run is not averaged in
+    assert row["d_test_acc_lo"] > 0.0  # resolved: the interval excludes 0
+    assert "1/4 failed" in (s.out_dir / "tables.md").read_text()
