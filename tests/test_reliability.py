@@ -5,12 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from importlib.metadata import version
 
 import pytest
 import torch
 
+from slopestudy.loop import PAUSE_ENV, PAUSED_MESSAGE
 from slopestudy.summarize import summarize
 
 from .conftest import ROOT
@@ -25,9 +25,9 @@ TINY = [
 ]
 
 
-def train(tiny_root, *args, multirun=False, wait=True, **kw):
+def train(tiny_root, *args, multirun=False, wait=True, extra_env=None, **kw):
     cmd = [sys.executable, "train.py", *(["-m"] if multirun else []), *TINY, *args]
-    env = {**os.environ, "SLOPESTUDY_DATA": str(tiny_root)}
+    env = {**os.environ, "SLOPESTUDY_DATA": str(tiny_root), **(extra_env or {})}
     if not wait:
         return subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -85,41 +85,40 @@ def test_rerun_skips_completed_and_reruns_failed(tiny_root, sweep_dir):
     assert load(jobs[0])["status"] == "completed"  # run again
 
 
-def wait_for(predicate, seconds=120):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+def start_paused(tiny_root, *args, epoch=3):
+    """Start a run that stops after `epoch` (fault injection) and return it once it says so.
+
+    Reading its output line by line waits for the event itself, however fast or slow the
+    machine: no sleeping, no deadline to race."""
+    env = {PAUSE_ENV: str(epoch)}
+    proc = train(tiny_root, *args, wait=False, extra_env=env)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if f"{PAUSED_MESSAGE} {epoch}" in line:
+            return proc
+    proc.wait()
+    raise AssertionError("the run ended before it paused:\n" + "".join(seen))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_run_leaves_readable_files_and_resumes_identically(tiny_root, tmp_path, sig):
-    args = ["depth=3", "epochs=200", "log_every=2", "seed=3"]  # long enough to be caught mid-run
+    args = ["depth=3", "epochs=6", "log_every=2", "seed=3"]
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
     assert train(tiny_root, *args, f"hydra.run.dir={ref_dir}").returncode == 0
-    proc = train(tiny_root, *args, f"hydra.run.dir={run_dir}", wait=False)
-
-    def mid_run():
-        try:
-            return load(run_dir / "run.json")["epochs_done"] >= 3 and (run_dir / "checkpoint.pt").exists()
-        except (OSError, ValueError, KeyError):
-            return False
-
-    assert wait_for(mid_run), "run never reached epoch 3"
+    proc = start_paused(tiny_root, *args, f"hydra.run.dir={run_dir}", epoch=3)
     proc.send_signal(sig)
-    proc.wait(timeout=60)
+    proc.communicate(timeout=120)
     record = load(run_dir / "run.json")  # valid JSON whenever the process died
     assert record["status"] == ("running" if sig == signal.SIGKILL else "interrupted")
-    assert record["epochs_done"] < 200
+    assert record["epochs_done"] == 3
     s = summarize([run_dir], figures=False)
     assert s.runs["status"].tolist() == ["interrupted"]
     torch.load(run_dir / "checkpoint.pt", weights_only=True)  # loads safely
 
     proc = train(tiny_root, *args, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "resumed after epoch" in proc.stdout
+    assert "resumed after epoch 3" in proc.stdout
     resumed, ref = load(run_dir / "run.json"), load(ref_dir / "run.json")
     assert resumed["status"] == "completed" and resumed["resumed_at_step"]
     assert resumed["final"] == ref["final"]  # bit-identical to the uninterrupted run
@@ -128,6 +127,38 @@ def test_killed_run_leaves_readable_files_and_resumes_identically(tiny_root, tmp
         return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
 
     assert timeless(resumed["history"]) == timeless(ref["history"])
+
+
+def test_second_process_on_a_job_folder_leaves_it_alone(tiny_root, tmp_path):
+    args = ["depth=3", "epochs=4", "seed=5", f"hydra.run.dir={tmp_path / 'run'}"]
+    first = start_paused(tiny_root, *args, epoch=1)  # holds the folder, mid-run
+    run_json = tmp_path / "run" / "run.json"
+    before = (run_json.read_bytes(), sorted(p.name for p in (tmp_path / "run").iterdir()))
+    second = train(tiny_root, *args)
+    assert second.returncode == 3
+    assert f"is in use by process {first.pid}" in second.stderr
+    assert (run_json.read_bytes(), sorted(p.name for p in (tmp_path / "run").iterdir())) == before
+    # In a summary the held folder reads as running, not as interrupted.
+    assert summarize([tmp_path / "run"], figures=False).runs["status"].tolist() == ["running"]
+    first.kill()  # SIGKILL: the OS drops the lock with the process
+    first.communicate(timeout=120)
+    again = train(tiny_root, *args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resumed after epoch 1" in again.stdout and load(run_json)["status"] == "completed"
+
+
+def test_multirun_skips_a_job_held_by_another_process(tiny_root, sweep_dir):
+    sweep = [f"hydra.sweep.dir={sweep_dir}", "epochs=2", "seed=0"]
+    name = "batch_size=32,data.val_size=64,depth={},epochs=2,width=16"  # from the overrides
+    job = sweep_dir / name.format(3) / "seed=0"
+    first = start_paused(tiny_root, "depth=3", f"hydra.run.dir='{job}'", "epochs=2", epoch=1)
+    proc = train(tiny_root, "depth=2,3", *sweep, multirun=True)
+    first.kill()
+    first.communicate(timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 job(s) skipped, in use by another process" in proc.stdout and f"pid {first.pid}" in proc.stdout
+    assert load(sweep_dir / name.format(2) / "seed=0" / "run.json")["status"] == "completed"
+    assert load(job / "run.json")["epochs_done"] == 1  # the other process's state, untouched
 
 
 def test_same_config_and_seed_give_identical_metrics(tiny_root, tmp_path):

@@ -13,8 +13,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from slopestudy.config import ConfigError, as_plain_dict, to_study_config
-from slopestudy.loop import Run, pick_device
-from slopestudy.records import DONE, RUN_JSON, read_run, same_config, write_json_atomic
+from slopestudy.loop import Run
+from slopestudy.records import DONE, RUN_JSON, FolderLock, read_run, same_config, write_json_atomic
 
 log = logging.getLogger("slopestudy")
 
@@ -29,8 +29,7 @@ def run_job(cfg: DictConfig) -> float | None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        study_cfg = to_study_config(cfg)
-        pick_device(study_cfg.device)  # device=cuda without a GPU is a config error too
+        study_cfg = to_study_config(cfg)  # values, device and memory: all config errors
     except ConfigError as e:
         if not multirun:
             remove_unused_job_dir(out_dir)
@@ -39,6 +38,24 @@ def run_job(cfg: DictConfig) -> float | None:
         log.error("%s", e)
         record_failure(out_dir, cfg, e)
         return None
+    lock = FolderLock(out_dir)
+    holder = lock.acquire()
+    if holder is not None:
+        # Another process (a sweep restarted while the first still runs, a requeued SLURM job)
+        # is writing this folder: leave run.json, the checkpoint and the events to it.
+        msg = f"{out_dir} is in use by process {holder} (another run of this job); not touching it"
+        if not multirun:
+            print(f"error: {msg}", file=sys.stderr)
+            raise SystemExit(3)
+        log.warning("skipped: %s", msg)
+        return None
+    try:
+        return run_locked(cfg, study_cfg, out_dir, multirun)
+    finally:
+        lock.release()
+
+
+def run_locked(cfg: DictConfig, study_cfg, out_dir: Path, multirun: bool) -> float | None:
     previous = read_run(out_dir)
     if (
         previous

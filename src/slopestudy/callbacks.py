@@ -31,7 +31,7 @@ class SweepEnd(Callback):
             raise SystemExit(2)  # SystemExit passes through Hydra's callback error handling
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from slopestudy.records import read_run
+        from slopestudy.records import lock_holder, read_run
         from slopestudy.summarize import find_jobs, summarize
 
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
@@ -39,12 +39,17 @@ class SweepEnd(Callback):
         failed = [
             str(j.relative_to(sweep_dir)) for j in jobs if (read_run(j) or {}).get("status") == "failed"
         ]
+        busy = {str(j.relative_to(sweep_dir)): lock_holder(j) for j in jobs}
+        busy = {job: pid for job, pid in busy.items() if pid is not None}
         try:
             s = summarize([sweep_dir])
             print("\n" + s.main_table())
             print(f"\nSummary (CSV, Markdown, PNG): {s.out_dir}")
         except Exception as e:  # noqa: BLE001 - a summary problem must not hide the sweep
             log.exception("summary failed: %s (retry: python -m slopestudy.summarize %s)", e, sweep_dir)
+        if busy:
+            print(f"\n{len(busy)} job(s) skipped, in use by another process:\n  "
+                  + "\n  ".join(f"{job} (pid {pid})" for job, pid in busy.items()))  # fmt: skip
         print(f"\nSweep folder: {sweep_dir}")
         print(f"Review it:    tensorboard --logdir {sweep_dir}")
         if failed:

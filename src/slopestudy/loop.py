@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -15,24 +16,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from slopestudy import data as data_mod
-from slopestudy.config import ConfigError, Device, Optimizer, StudyConfig, as_plain_dict
+from slopestudy.config import EVAL_CHUNK, Optimizer, StudyConfig, as_plain_dict, pick_device
 from slopestudy.model import build_mlp, linears
 from slopestudy.probes import GradientProbe, activation_stats
 from slopestudy.records import DONE, RUN_JSON, environment, same_config, write_json_atomic
 from slopestudy.tblog import RunLogger
 
 log = logging.getLogger(__name__)
-EVAL_CHUNK = 10_000
 CHECKPOINT = "checkpoint.pt"
 FINAL_METRICS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss")  # run.json "final"
-
-
-def pick_device(choice: Device) -> torch.device:
-    if choice is Device.cuda and not torch.cuda.is_available():
-        raise ConfigError("invalid config: device='cuda' but no CUDA GPU is visible; allowed: auto, cpu")
-    if choice is Device.cpu or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
 
 
 def set_threads(threads: int) -> int:
@@ -71,6 +63,20 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.
         loss_sum += F.cross_entropy(out, y[i : i + EVAL_CHUNK], reduction="sum")
         correct += (out.argmax(dim=1) == y[i : i + EVAL_CHUNK]).sum()
     return torch.stack([loss_sum, correct]) / len(x)
+
+
+# Fault injection, for tests only: with this variable set to N, a run stops after epoch N's
+# checkpoint and run.json are written, logs PAUSED_MESSAGE and waits until a signal ends it.
+# A test then kills it at a point it controls, however fast or slow the machine is.
+PAUSE_ENV = "SLOPESTUDY_PAUSE_AFTER_EPOCH"
+PAUSED_MESSAGE = "paused after epoch"
+
+
+def pause_if_asked(epoch: int) -> None:
+    if os.environ.get(PAUSE_ENV) == str(epoch):
+        log.warning("%s %d (%s is set): waiting for a signal", PAUSED_MESSAGE, epoch, PAUSE_ENV)
+        while True:
+            signal.pause()  # SIGINT raises KeyboardInterrupt here; SIGKILL ends the process
 
 
 class Run:
@@ -255,6 +261,7 @@ class Run:
                 self.report(self.end_of_epoch(epoch, self.step, train_loss, time.perf_counter() - t0))
                 self.save_checkpoint()
                 self.save()
+                pause_if_asked(epoch)
         finally:
             self.bar.close()
         self.record["status"] = "completed"
@@ -315,9 +322,11 @@ class Run:
                 hparams = {**self.hparams, "status": self.record["status"]}
                 self.logger.hparams(hparams, metrics, self.record["step"])
             self.logger.close()
+        # run.json first, then the checkpoint: a kill in between leaves a finished run.json and a
+        # spare checkpoint, never a "running" run.json without its checkpoint.
+        self.save()
         if self.record["status"] in DONE:
             self.checkpoint_path.unlink(missing_ok=True)  # done: nothing to resume
-        self.save()
 
     def save(self) -> None:
         write_json_atomic(self.out_dir / RUN_JSON, self.record)

@@ -1,7 +1,9 @@
-"""run.json: the one file per job folder that says what happened, written atomically."""
+"""run.json: the one file per job folder that says what happened, written atomically; and the
+lock that lets one process at a time write a job folder."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -80,3 +82,49 @@ def environment() -> dict:
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {"python": platform.python_version(), "packages": versions, "git_commit": commit}
+
+
+# --- one process per job folder --------------------------------------------------------------
+LOCK_FILE = ".lock"
+
+
+class FolderLock:
+    """An exclusive flock on `<job folder>/.lock`, holding the owner's pid.
+
+    The OS drops the lock when its process ends, however it ends (SIGKILL included), so a
+    lock is never stale; the file left behind means nothing without the flock."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> int | None:
+        """Take the lock and return None, or return the pid holding it (-1 if not yet written)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            return int(holder) if holder.isdigit() else -1
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def lock_holder(folder: str | Path) -> int | None:
+    """The pid of another process holding the folder's lock now, or None."""
+    if not (Path(folder) / LOCK_FILE).exists():
+        return None
+    lock = FolderLock(folder)
+    holder = lock.acquire()
+    lock.release()
+    return holder

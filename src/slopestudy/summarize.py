@@ -21,7 +21,7 @@ from slopestudy.config import sweep_jobs
 from slopestudy.grouping import METRICS, group_keys, group_keys_of, per_cell_nuisances, variants
 from slopestudy.model import theory_decay_per_layer
 from slopestudy.probes import fit_decay, grad_ratio
-from slopestudy.records import DONE, read_run
+from slopestudy.records import DONE, lock_holder, read_run
 
 # A run "never learned" when its final validation accuracy (test accuracy where there is no
 # validation split) stays below this, about twice chance (0.1135 on MNIST). Such runs and
@@ -43,8 +43,10 @@ def run_row(job_dir: Path, sweep_dir: Path) -> dict:
     acc_key = "val_acc" if final.get("val_acc") is not None else "test_acc"
     reached = [h["step"] for h in history if (h.get(acc_key) or 0) >= 0.9]
     status = run.get("status", "missing")
+    if status == "running":  # still running in another process, or killed while running
+        status = "running" if lock_holder(job_dir) is not None else "interrupted"
     row.update(
-        status="interrupted" if status == "running" else status,
+        status=status,
         val_acc=final.get("val_acc"),
         val_loss=final.get("val_loss"),
         test_acc=final.get("test_acc"),
@@ -331,7 +333,7 @@ def status_notes(df: pd.DataFrame, sweep_dirs: list[Path]) -> list[str]:
             shown = "; ".join(", ".join(f"{k}={v}" for k, v in m.items()) for m in missing[:10])
             more = f" (+{len(missing) - 10} more)" if len(missing) > 10 else ""
             notes.append(f"PARTIAL: {sweep} lacks {len(missing)} finished job(s): {shown}{more}")
-    for _, r in df[df["status"].isin(["failed", "interrupted", "missing"])].iterrows():
+    for _, r in df[df["status"].isin(["failed", "interrupted", "missing", "running"])].iterrows():
         notes.append(
             f"{r['status'].upper()}: {r['job']}" + (f" — {r['error']}" if pd.notna(r["error"]) else "")
         )
