@@ -4,7 +4,7 @@
 
 Starts `tensorboard --logdir SWEEP_DIR` on 127.0.0.1, checks that every job folder is a run
 and that each run has the scalar tags, histograms and hparams this project writes, then takes
-headless-Chromium screenshots of the Scalars, Custom Scalars and HParams views
+headless-Chromium screenshots of the Scalars (a layer profile), Custom Scalars and HParams views
 (needs Debian's `chromium`). Exits non-zero if anything is missing.
 """
 
@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -26,7 +27,7 @@ CHROMIUM_FLAGS = [
     "--hide-scrollbars", "--window-size=1500,1000", "--virtual-time-budget=15000",
 ]  # fmt: skip
 VIEWS = {
-    "scalars": "#scalars&tagFilter=signal_norm",
+    "scalars": "#timeseries&tagFilter=1_profile%2Fsignal_norm",
     "custom_scalars": "#custom_scalars",
     "hparams": "#hparams",
 }
@@ -60,29 +61,58 @@ def check_api(base: str, sweep: Path) -> list[str]:
     for _ in range(60):
         runs = set(get_json(f"{base}/data/runs"))
         tags = get_json(f"{base}/data/plugin/scalars/tags")
-        if set(jobs) <= runs and all("acc/test" in tags.get(j, {}) for j in jobs):
+        if set(jobs) <= runs and all("5_acc/test" in tags.get(j, {}) for j in jobs):
             break
         time.sleep(1)
     hists = get_json(f"{base}/data/plugin/histograms/tags")
     for job in jobs:
         run = json.loads((sweep / job / "run.json").read_text())
         depth = run["config"]["depth"]
-        want = {"loss/train", "loss/test", "acc/test", "final/test_acc"}
-        want |= {f"{m}/layer_{i:02d}" for m in ("grad_norm", "signal_norm") for i in range(depth)}
-        want |= {f"dead_frac/layer_{i:02d}" for i in range(depth - 1)}
+        want = {"4_loss/train", "4_loss/test", "5_acc/test", "final/test_acc", "gradflow/decay_step0"}
+        want |= {f"{g}/layer_{i:02d}" for g in ("2_signal_norm", "3_grad_norm") for i in range(depth)}
+        want |= {f"6_dead_frac/layer_{i:02d}" for i in range(depth - 1)}
+        want |= {f"1_profile/{m}/epoch_00" for m in ("signal_norm", "grad_norm")}
         missing = want - set(tags.get(job, {}))
         if job not in runs:
             problems.append(f"run {job} is not listed by /data/runs")
-        elif missing:
+            continue
+        if missing:
             problems.append(f"run {job} lacks scalar tags {sorted(missing)[:5]}")
+            continue
+        # A profile is a chart against the layer: one point per layer, steps 0..depth-1.
+        profile = get_json(
+            f"{base}/data/plugin/scalars/scalars?run={quote(job)}&tag=1_profile/signal_norm/epoch_00"
+        )
+        if [p[1] for p in profile] != list(range(depth)):
+            problems.append(f"run {job}: profile steps are {[p[1] for p in profile]}, not the layers")
         if f"grad_hist/layer_{depth - 1:02d}" not in hists.get(job, {}):
             problems.append(f"run {job} lacks gradient histograms")
+    problems += check_hparams(base, sweep, jobs)
+    texts = get_json(f"{base}/data/plugin/text/tags")
+    tables = [t for t in texts.get("summary", []) if t.startswith("tables/")]
+    if not tables:
+        problems.append("the summary run has no tables in the Text tab")
+    print(f"API: {len(runs)} runs listed, {len(jobs)} job folders, {len(tables)} summary tables in Text")
+    return problems
+
+
+def check_hparams(base: str, sweep: Path, jobs: list[str]) -> list[str]:
+    """The hparams that differ between the jobs are flagged `differs` and listed first."""
     experiment = get_json(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
-    hparam_names = {h["name"] for h in experiment.get("hparamInfos", [])}
-    for name in ("slope", "depth", "init", "seed"):
-        if name not in hparam_names:
-            problems.append(f"HParams dashboard lacks hparam {name!r} (has {sorted(hparam_names)})")
-    print(f"API: {len(runs)} runs listed, {len(jobs)} job folders, hparams {sorted(hparam_names)}")
+    infos = experiment.get("hparamInfos", [])
+    order = [(h["name"], bool(h.get("differs"))) for h in infos]
+    configs = [json.loads((sweep / j / "run.json").read_text())["hparams"] for j in jobs]
+    swept = {k for k in configs[0] if len({repr(c.get(k)) for c in configs}) > 1}
+    flagged = [name for name, differs in order if differs]
+    print("HParams order (differs marked *): " + ", ".join(f"{n}{'*' if d else ''}" for n, d in order))
+    problems = []
+    if set(flagged) != swept:
+        problems.append(f"HParams differs flags {sorted(flagged)} != swept keys {sorted(swept)}")
+    if [name for name, _ in order[: len(flagged)]] != flagged:
+        problems.append("HParams does not list the differing hparams first")
+    metrics = [m["name"]["tag"] for m in experiment.get("metricInfos", [])]
+    if "final/test_acc" not in metrics or "gradflow/decay_step0" not in metrics:
+        problems.append(f"HParams metrics are {metrics}")
     return problems
 
 

@@ -1,4 +1,5 @@
 import subprocess
+import sys
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -59,3 +60,17 @@ def test_cli_rejects_bad_value_and_leaves_no_run_folder(tmp_path, python):
     assert proc.returncode != 0
     assert "depth=0" in proc.stderr and "allowed" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_help_lists_every_key_with_its_default_and_meaning():
+    from slopestudy.config import StudyConfig, field_docs, flat_dict
+
+    proc = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    docs = field_docs(StudyConfig)
+    for key in flat_dict(StudyConfig()):
+        assert f"\n  {key} (" in proc.stdout, key
+    assert "  slope (0.01): " + docs["slope"] in proc.stdout
+    assert "  data.val_size (10000): Examples held out" in proc.stdout
+    assert "+experiment=" in proc.stdout and "fair_tune" in proc.stdout

@@ -61,23 +61,26 @@ def test_tensorboard_reader_finds_every_tag(sweep):
         acc = EventAccumulator(str(job), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
         acc.Reload()
         tags = acc.Tags()
-        expected = {"loss/train", "loss/test", "acc/test"}
-        expected |= {f"{m}/layer_{i:02d}" for m in ("grad_norm", "signal_norm") for i in range(depth)}
-        expected |= {f"{m}/layer_{i:02d}" for m in ("dead_frac", "act_mean", "act_std")
+        expected = {"4_loss/train", "4_loss/val", "4_loss/test", "5_acc/val", "5_acc/test"}
+        expected |= {f"{m}/layer_{i:02d}" for m in ("3_grad_norm", "2_signal_norm") for i in range(depth)}
+        expected |= {f"{m}/layer_{i:02d}" for m in ("6_dead_frac", "7_act_mean", "8_act_std")
                      for i in range(depth - 1)}  # fmt: skip
+        expected |= {f"1_profile/{m}/epoch_{e:02d}" for m in ("grad_norm", "signal_norm") for e in (0, 1, 2)}
         assert expected <= set(tags["scalars"]), expected - set(tags["scalars"])
         assert {f"grad_hist/layer_{i:02d}" for i in range(depth)} <= set(tags["histograms"])
         # step 0 is logged, and agrees with run.json
         run = json.loads((job / "run.json").read_text())
-        first = acc.Scalars("grad_norm/layer_00")[0]
+        first = acc.Scalars("3_grad_norm/layer_00")[0]
         assert first.step == 0 and first.value == pytest.approx(run["grad_norm_step0"][0], rel=1e-6)
-        steps = [e.step for e in acc.Scalars("signal_norm/layer_00")]
+        steps = [e.step for e in acc.Scalars("2_signal_norm/layer_00")]
         assert steps == sorted(steps) and steps[:3] == [0, 3, 6]
-        # hparams in this run (not a timestamped sub-run), config text, custom-scalars layout
+        # the step-0 profile: x = layer index, values = run.json's step-0 norms
+        profile = acc.Scalars("1_profile/signal_norm/epoch_00")
+        assert [e.step for e in profile] == list(range(depth))
+        assert [e.value for e in profile] == pytest.approx(run["signal_norm_step0"], rel=1e-6)
+        # session hparams in this run (not a timestamped sub-run); the experiment is the sweep's
         plugins = acc.PluginTagToContent
-        assert set(plugins("hparams")) == {
-            "_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"
-        }  # fmt: skip
+        assert set(plugins("hparams")) == {"_hparams_/session_start_info", "_hparams_/session_end_info"}
         assert "config/text_summary" in tags["tensors"]
         assert "custom_scalars__config__" in tags["tensors"]
         assert "final/test_acc" in tags["scalars"]
@@ -120,4 +123,8 @@ def test_real_tensorboard_serves_every_run_and_tag(sweep):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "dashboard review: OK" in proc.stdout
-    assert "5 runs listed, 4 job folders" in proc.stdout  # 4 jobs + the summary's images run
+    assert "5 runs listed, 4 job folders" in proc.stdout  # 4 jobs + the summary run
+    # swept keys first and flagged, constants after (the dashboard checks the first five)
+    order = proc.stdout.split("HParams order (differs marked *): ")[1].split("\n")[0].split(", ")
+    assert sorted(order[:2]) == ["depth*", "slope*"] and not any("*" in name for name in order[2:])
+    assert "summary tables in Text" in proc.stdout and " 0 summary tables" not in proc.stdout

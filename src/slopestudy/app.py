@@ -13,7 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from slopestudy.config import ConfigError, as_plain_dict, to_study_config
-from slopestudy.loop import Run
+from slopestudy.loop import Run, report
 from slopestudy.records import DONE, RUN_JSON, FolderLock, read_run, same_config, write_json_atomic
 
 log = logging.getLogger("slopestudy")
@@ -73,7 +73,7 @@ def run_locked(cfg: DictConfig, study_cfg, out_dir: Path, multirun: bool) -> flo
             raise
         log.exception("job failed; recorded in %s", out_dir / RUN_JSON)
         return None
-    log.info("%s: test_acc %s -> %s", record["status"], record["final"]["test_acc"], out_dir)
+    log.info("%s\n  folder: %s", report(record), out_dir)
     return record["final"]["test_acc"]
 
 

@@ -7,10 +7,13 @@ config is turned into these dataclasses at the start of a job.
 
 from __future__ import annotations
 
+import ast
 import csv
+import inspect
 import itertools
 import math
 import os
+import textwrap
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -328,7 +331,40 @@ def sweep_errors(base: DictConfig, jobs: list[dict]) -> list[str]:
 _ABSENT = object()
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass (Python keeps none of them at run time,
+    so they are read from the source: the one place every key is documented)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        is_doc = isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant)
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and is_doc:
+            docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    return docs
+
+
+def help_text() -> str:
+    """`python train.py --help`: every key with its default and meaning, from the schema."""
+    lines = ["slopestudy: LeakyReLU slope vs vanishing gradients in deep MLPs on MNIST", "",
+             "  python train.py [KEY=VALUE ...]           one run (outputs/<date>/<time>/)",
+             "  python train.py -m slope=0,0.01,0.2 ...   a sweep (multirun/<date>/<time>/)",
+             "  python train.py -m +experiment=NAME        a preset from conf/experiment/", "",
+             "Keys (default: meaning):"]  # fmt: skip
+    defaults = flat_dict(StudyConfig())
+    docs = {**field_docs(StudyConfig), **{f"data.{k}": v for k, v in field_docs(DataConfig).items()}}
+    for key, value in defaults.items():
+        shown = "null" if value is None else value
+        lines.append(f"  {key} ({shown}): {docs.get(key, '')}")
+    lines += ["", "Config groups: data=mnist|fashion, hydra/launcher=parallel|slurm|submitit_local,",
+              "  +experiment=" + "|".join(sorted(p.stem for p in (Path(__file__).parents[2] / "conf" /
+                                                                   "experiment").glob("*.yaml"))),
+              "", "Hydra's own options: python train.py --hydra-help"]  # fmt: skip
+    return "\n".join(lines).replace("$", "$$")  # the template is a string.Template
+
+
 def register() -> None:
     ConfigStore.instance().store(name="schema", node=StudyConfig)
+    OmegaConf.register_new_resolver("slopestudy.help", help_text, replace=True)
     # conf/config.yaml names job folders without the machinery keys: `${slopestudy.machinery:}`.
     OmegaConf.register_new_resolver("slopestudy.machinery", lambda: list(MACHINERY), replace=True)

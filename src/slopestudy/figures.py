@@ -174,17 +174,9 @@ def draw_all(summary) -> list[Path]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)
-    to_tensorboard(summary.out_dir, paths)
     return paths
 
 
-def to_tensorboard(out_dir: Path, paths: list[Path]) -> None:
-    """The figures as images in the run `summary`, so the dashboard review shows them."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    for old in out_dir.glob("events.out.tfevents.*"):  # a re-summary replaces, never duplicates
-        old.unlink()
-    with SummaryWriter(log_dir=str(out_dir)) as writer:
-        for path in paths:
-            image = plt.imread(path)[..., :3]  # (H, W, 3) floats in [0, 1]
-            writer.add_image(f"summary/{path.stem}", image, 0, dataformats="HWC")
+def read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) floats in [0, 1], as TensorBoard's add_image takes them."""
+    return plt.imread(path)[..., :3]

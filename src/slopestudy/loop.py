@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from slopestudy import data as data_mod
+from slopestudy import tblog
 from slopestudy.config import EVAL_CHUNK, Optimizer, StudyConfig, as_plain_dict, pick_device
-from slopestudy.model import build_mlp, linears
-from slopestudy.probes import GradientProbe, activation_stats
+from slopestudy.model import build_mlp, linears, theory_decay_per_layer
+from slopestudy.probes import GradientProbe, activation_stats, fit_decay, grad_ratio
 from slopestudy.records import DONE, RUN_JSON, environment, same_config, write_json_atomic
 from slopestudy.tblog import RunLogger
 
@@ -43,14 +44,6 @@ def make_optimizer(cfg: StudyConfig, model: torch.nn.Module) -> torch.optim.Opti
     if cfg.optimizer is Optimizer.adam:
         return torch.optim.Adam(model.parameters(), lr=cfg.lr)
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-
-
-def flat_hparams(cfg: StudyConfig, n_train: int, n_test: int) -> dict:
-    """Every run gets the same keys and no None, so the HParams dashboard shows them all."""
-    flat = {k: v for k, v in as_plain_dict(cfg).items() if not isinstance(v, dict)}
-    flat.update({"data.name": cfg.data.name, "data.train_size": n_train, "data.test_size": n_test,
-                 "data.val_size": cfg.data.val_size})  # fmt: skip
-    return flat
 
 
 @torch.no_grad()
@@ -97,7 +90,8 @@ class Run:
         n_train, n_test = len(self.data.x_train), len(self.data.x_test)
         self.probe_x = self.data.x_train[: min(cfg.probe_size, n_train)]
         self.steps_per_epoch = math.ceil(n_train / cfg.batch_size)
-        self.hparams = flat_hparams(cfg, n_train, n_test)
+        sizes = {"train": n_train, "val": len(self.data.x_val), "test": n_test}
+        self.hparams = tblog.job_hparams(as_plain_dict(cfg), sizes)
         self.record: dict = {
             "status": "running",
             "config": as_plain_dict(cfg),
@@ -105,6 +99,8 @@ class Run:
             "threads": self.threads,
             "n_params": sum(p.numel() for p in self.model.parameters()),
             "steps_per_epoch": self.steps_per_epoch,
+            "data_sizes": sizes,
+            "hparams": self.hparams,
             "step": 0,
             "epochs_done": 0,
             "history": [],
@@ -135,15 +131,19 @@ class Run:
         values = torch.cat([norms.flatten(), loss.view(1)]).tolist()
         depth = self.cfg.depth
         grad, signal, loss_value = values[:depth], values[depth : 2 * depth], values[-1]
-        self.logger.layers("grad_norm", grad, step)
         self.logger.layers("signal_norm", signal, step)
-        self.logger.scalar("loss/train_batch", loss_value, step)
+        self.logger.layers("grad_norm", grad, step)
+        self.logger.scalar(f"{tblog.LOSS}/train_batch", loss_value, step)
         if self.cfg.hist_every and step % self.cfg.hist_every == 0:
             self.logger.grad_histograms([layer.weight for layer in linears(self.model)], step)
         self._epoch_norms.append(grad + signal)
         if step == 0:
             self.record["grad_norm_step0"] = grad
             self.record["signal_norm_step0"] = signal
+            self.logger.profile("signal_norm", signal, 0)
+            self.logger.profile("grad_norm", grad, 0)
+            for tag, value in gradflow(self.record).items():
+                self.logger.scalar(tag, value, 0)
         return loss_value
 
     def end_of_epoch(self, epoch: int, step: int, train_loss: float, seconds: float) -> dict:
@@ -153,18 +153,21 @@ class Run:
         val_loss = val_acc = None
         if len(self.data.x_val):
             val_loss, val_acc = evaluate(self.model, self.data.x_val, self.data.y_val).tolist()
-            self.logger.scalar("loss/val", val_loss, step)
-            self.logger.scalar("acc/val", val_acc, step)
+            self.logger.scalar(f"{tblog.LOSS}/val", val_loss, step)
+            self.logger.scalar(f"{tblog.ACC}/val", val_acc, step)
         self.logger.layers("dead_frac", dead, step)
         self.logger.layers("act_mean", act_mean, step)
         self.logger.layers("act_std", act_std, step)
-        self.logger.scalar("loss/test", test_loss, step)
-        self.logger.scalar("acc/test", test_acc, step)
+        self.logger.scalar(f"{tblog.LOSS}/test", test_loss, step)
+        self.logger.scalar(f"{tblog.ACC}/test", test_acc, step)
         if epoch > 0:
-            self.logger.scalar("loss/train", train_loss, step)
+            self.logger.scalar(f"{tblog.LOSS}/train", train_loss, step)
         depth = self.cfg.depth
         means = [sum(col) / len(col) for col in zip(*self._epoch_norms, strict=True)]
         self._epoch_norms = []
+        if epoch > 0 and means:
+            self.logger.profile("grad_norm", means[:depth], epoch)
+            self.logger.profile("signal_norm", means[depth:], epoch)
         entry = {
             "epoch": epoch, "step": step, "seconds": round(seconds, 3),
             "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc,
@@ -316,7 +319,7 @@ class Run:
         if self.logger is not None:
             if self.record["status"] != "running":
                 # Every run gets the same metric keys; NaN (not None) where a value is missing.
-                metrics = {
+                metrics = gradflow(self.record) | {
                     f"final/{k}": math.nan if v is None else v for k, v in self.record["final"].items()
                 }
                 hparams = {**self.hparams, "status": self.record["status"]}
@@ -330,3 +333,39 @@ class Run:
 
     def save(self) -> None:
         write_json_atomic(self.out_dir / RUN_JSON, self.record)
+
+
+def gradflow(record: dict) -> dict[str, float]:
+    """The step-0 gradient-flow numbers, computed as the summary computes them."""
+    return {
+        "gradflow/decay_step0": fit_decay(record.get("signal_norm_step0")),
+        "gradflow/grad_ratio_step0": grad_ratio(record.get("grad_norm_step0")),
+    }
+
+
+def report(record: dict) -> str:
+    """What one run found, in a few lines: its step-0 gradient flow next to theory, and its
+    final accuracies. Printed at the end of every run."""
+    cfg = record["config"]
+    flow = gradflow(record)
+    decay, ratio = flow["gradflow/decay_step0"], flow["gradflow/grad_ratio_step0"]
+    theory = theory_decay_per_layer(cfg["init"], cfg["slope"], cfg["width"])
+    lines = [f"result ({record['status']}): depth={cfg['depth']} width={cfg['width']} slope={cfg['slope']:g} "
+             f"init={cfg['init']}"]  # fmt: skip
+    if math.isfinite(decay):
+        hidden = cfg["depth"] - 2
+        lines.append(
+            f"  step 0: signal decay {decay:.3f} decades/layer toward the input (theory {theory:.3f}); "
+            f"over {hidden} hidden layers: x10^-{decay * hidden:.1f} (theory x10^-{theory * hidden:.1f})"
+        )
+    else:
+        lines.append("  step 0: signal decay not defined (fewer than 2 hidden layers, or a zero norm)")
+    if math.isfinite(ratio):
+        lines.append(f"  step 0: weight-gradient norm first/last layer = 10^{ratio:.2f}")
+    final = record.get("final") or {}
+    accs = [f"{k} {final[k]:.4f}" for k in ("val_acc", "test_acc") if final.get(k) is not None]
+    if record.get("epochs_done"):
+        lines.append(f"  after {record['epochs_done']} epoch(s): " + (", ".join(accs) or "no accuracy"))
+    else:
+        lines.append("  no training (epochs=0): " + (", ".join(accs) or "no accuracy") + " at init")
+    return "\n".join(lines)

@@ -9,6 +9,7 @@ Runs automatically at the end of every `python train.py -m ...` (see callbacks.p
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -373,11 +374,33 @@ def summarize(
                 f"EDGE: {cell}: best {tune_key}={r[tune_key]:g} is at the edge of {r['grid']}"
             )
     write_tables(summary, tune_key)
+    images = {}
     if figures and not summary.agg.empty:
         from slopestudy import figures as fig_mod
 
         summary.figures = fig_mod.draw_all(summary)
+        images = {p.stem: fig_mod.read_image(p) for p in summary.figures}
+    if figures:  # the `summary` run: figures, tables and the HParams experiment
+        from slopestudy.tblog import write_summary_run
+
+        hparams = [r["hparams"] for r in map(read_run, job_folders(df)) if r and "hparams" in r]
+        write_summary_run(out, images, markdown_sections(summary.markdown), hparams)
     return summary
+
+
+def job_folders(df: pd.DataFrame) -> list[Path]:
+    return [Path(sweep) / job for sweep, job in zip(df["sweep"], df["job"], strict=True)]
+
+
+def markdown_sections(markdown: str) -> dict[str, str]:
+    """tables.md as one TensorBoard text per section (Text tab: `tables/NN ...`)."""
+    parts = [p for p in ("\n" + markdown).split("\n## ") if p.strip()]
+    out = {"tables/00 notes": parts[0].replace("# Sweep summary", "").strip() or "(no notes)"}
+    for i, part in enumerate(parts[1:], 1):
+        title, _, body = part.partition("\n")
+        slug = re.sub(r"[^\w.-]+", "_", title[:50]).strip("_")
+        out[f"tables/{i:02d}_{slug}"] = f"**{title}**\n{body}"
+    return out
 
 
 def write_tables(s: Summary, tune_key: str | None = None) -> None:
