@@ -38,6 +38,17 @@ class Init(Choice):
     pytorch = "pytorch"  # nn.Linear's own default: kaiming_uniform_(a=sqrt(5)), Var(W)=1/(3 fan_in)
     kaiming = "kaiming"  # He init with the leaky gain for `slope`: Var(W)=2/((1+slope^2) fan_in)
     xavier = "xavier"  # Glorot normal: Var(W)=2/(fan_in+fan_out)
+    scaled = "scaled"  # normal, Var(W)=init_gain/fan_in, zero biases: the init scale as a variable
+
+
+class Act(Choice):
+    leaky_relu = "leaky_relu"  # nn.LeakyReLU(slope): the slope is fixed
+    prelu = "prelu"  # nn.PReLU(init=slope): the slope is learned (He et al. 2015)
+
+
+class PreluParams(Choice):
+    layer = "layer"  # one learned slope per layer
+    unit = "unit"  # one learned slope per hidden unit
 
 
 class Optimizer(Choice):
@@ -80,7 +91,13 @@ class StudyConfig:
     width: int = 256
     """Units per hidden layer."""
     init: Init = Init.pytorch
-    """Weight init: pytorch | kaiming | xavier (biases keep nn.Linear's default except kaiming/xavier: 0)."""
+    """Weight init: pytorch | kaiming | xavier | scaled (biases: nn.Linear's default for pytorch, else 0)."""
+    init_gain: float = 2.0
+    """sigma^2 for init=scaled: normal weights with Var(W) = init_gain / fan_in (2 = He for ReLU)."""
+    act: Act = Act.leaky_relu
+    """leaky_relu (fixed slope) | prelu (nn.PReLU starting at `slope`, the slope learned)."""
+    prelu_params: PreluParams = PreluParams.layer
+    """For act=prelu: layer (one learned slope per layer) | unit (one per hidden unit)."""
     seed: int = 0
     """Seeds weight init and batch order; a sweep axis for mean +- std."""
     # --- fixed / nuisance parameters ---
@@ -116,6 +133,9 @@ class StudyConfig:
         check(math.isfinite(self.slope) and self.slope >= 0, "slope", self.slope, "a finite number >= 0")
         check(self.depth >= 1, "depth", self.depth, "an integer >= 1 (number of Linear layers)")
         check(self.width >= 1, "width", self.width, "an integer >= 1")
+        check(
+            math.isfinite(self.init_gain) and self.init_gain > 0, "init_gain", self.init_gain, "a number > 0"
+        )
         check(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a finite number > 0")
         check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
@@ -194,6 +214,8 @@ def estimate_bytes(cfg: StudyConfig, on_cpu: bool = True) -> dict[str, int]:
     state = {"sgd": 1 if cfg.momentum > 0 else 0, "adam": 2}[cfg.optimizer.value]
     units = sum(sizes[1:])  # outputs of every layer
     full_train, full_test = DATASET_SIZES[cfg.data.name]
+    if cfg.act is Act.prelu:
+        params += (depth - 1) * (w if cfg.prelu_params is PreluParams.unit else 1)
     parts = {
         "parameters": 4 * params,
         "gradients": 4 * params,

@@ -145,6 +145,37 @@ def _metric_vs_depth(summary, metric: str, ylabel: str, title: str, extra=None) 
     return fig
 
 
+def prelu_slopes(summary) -> plt.Figure | None:
+    """Learned PReLU slope against the layer index, one line per depth, a panel per variant."""
+    table = summary.prelu
+    if table.empty:
+        return None
+    keys = [
+        c for c in table.columns if c not in ("layer", "n", "depth") and not c.startswith("learned_slope")
+    ]
+    panels = list(table.groupby(keys, dropna=False)) if keys else [((), table)]
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(4.2 * len(panels), 3.6), sharey=True)
+    cmap = plt.get_cmap("viridis")
+    depths = sorted(table["depth"].unique())
+    for ax, (cell, part) in zip(axes[0], panels, strict=True):
+        for i, depth in enumerate(depths):
+            g = part[part["depth"] == depth].sort_values("layer")
+            low = (g["learned_slope"] - g["learned_slope_lo"]).fillna(0)
+            high = (g["learned_slope_hi"] - g["learned_slope"]).fillna(0)
+            ax.errorbar(g["layer"], g["learned_slope"], yerr=[low, high], marker="o", ms=3, capsize=2,
+                        color=cmap(i / max(1, len(depths) - 1)), label=f"depth {depth}")  # fmt: skip
+        cell = cell if isinstance(cell, tuple) else (cell,)
+        ax.set_title(", ".join(f"{k}={v}" for k, v in zip(keys, cell, strict=True)), fontsize=8)
+        ax.set_xlabel("hidden layer (0 = input side)")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("learned slope a (mean, 95 % CI over seeds)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("PReLU: the slope gradient descent picks, per layer", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def draw_all(summary) -> list[Path]:
     def dead_at_init(ax, g, color):
         ax.plot(g["depth"], g["dead_frac_step0_mean"], ":", color=color)
@@ -157,6 +188,7 @@ def draw_all(summary) -> list[Path]:
         "test_acc_vs_depth": _metric_vs_depth(
             summary, "test_acc", "test accuracy", "Test accuracy at the end (mean ± std over seeds)"
         ),
+        "prelu_slopes": prelu_slopes(summary),
         "dead_frac_vs_depth": _metric_vs_depth(
             summary,
             "dead_frac_end" if has_end else "dead_frac_step0",

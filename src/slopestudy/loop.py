@@ -18,7 +18,7 @@ from tqdm import tqdm
 from slopestudy import data as data_mod
 from slopestudy import tblog
 from slopestudy.config import EVAL_CHUNK, Optimizer, StudyConfig, as_plain_dict, pick_device
-from slopestudy.model import build_mlp, linears, theory_decay_per_layer
+from slopestudy.model import build_mlp, linears, prelus, theory_decay_per_layer
 from slopestudy.probes import GradientProbe, activation_stats, fit_decay, grad_ratio
 from slopestudy.records import DONE, RUN_JSON, environment, same_config, write_json_atomic
 from slopestudy.tblog import RunLogger
@@ -82,7 +82,8 @@ class Run:
         self.threads = set_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.data = data if data is not None else data_mod.load(cfg.data, self.device)
-        self.model = build_mlp(cfg.depth, cfg.width, cfg.slope, cfg.inplace, cfg.init)
+        self.model = build_mlp(cfg.depth, cfg.width, cfg.slope, cfg.inplace, cfg.init, cfg.act,
+                               cfg.prelu_params, cfg.init_gain)  # fmt: skip
         self.model.to(self.device)
         self.probe = GradientProbe(self.model)
         self.optimizer = make_optimizer(cfg, self.model)
@@ -137,6 +138,7 @@ class Run:
         if self.cfg.hist_every and step % self.cfg.hist_every == 0:
             self.logger.grad_histograms([layer.weight for layer in linears(self.model)], step)
         self._epoch_norms.append(grad + signal)
+        self.log_prelu(step)
         if step == 0:
             self.record["grad_norm_step0"] = grad
             self.record["signal_norm_step0"] = signal
@@ -145,6 +147,15 @@ class Run:
             for tag, value in gradflow(self.record).items():
                 self.logger.scalar(tag, value, 0)
         return loss_value
+
+    def log_prelu(self, step: int) -> list[float]:
+        """PReLU's learned slopes per hidden layer (the mean over units for per-unit)."""
+        slopes = [m.weight.detach().mean() for m in prelus(self.model)]
+        if not slopes:
+            return []
+        values = torch.stack(slopes).tolist()
+        self.logger.layers("prelu_slope", values, step)
+        return values
 
     def end_of_epoch(self, epoch: int, step: int, train_loss: float, seconds: float) -> dict:
         stats = activation_stats(self.model, self.probe_x)
@@ -175,6 +186,8 @@ class Run:
             "dead_frac": dead, "act_mean": act_mean, "act_std": act_std,
             "grad_norm_mean": means[:depth], "signal_norm_mean": means[depth:],
         }  # fmt: skip
+        if prelus(self.model):
+            entry["prelu_slope"] = self.log_prelu(step)
         self.record["history"].append(entry)
         self.record.update(step=step, epochs_done=epoch)
         return entry
@@ -184,9 +197,9 @@ class Run:
         cfg = self.cfg
         resumed = self.try_resume()
         log.info(
-            "depth=%d width=%d slope=%g init=%s optimizer=%s lr=%g | %d params | %d train / %d "
+            "depth=%d width=%d slope=%g act=%s init=%s optimizer=%s lr=%g | %d params | %d train / %d "
             "test examples | %d steps/epoch | device %s, %d threads%s",
-            cfg.depth, cfg.width, cfg.slope, cfg.init.value, cfg.optimizer.value, cfg.lr,
+            cfg.depth, cfg.width, cfg.slope, cfg.act.value, cfg.init.value, cfg.optimizer.value, cfg.lr,
             self.record["n_params"], len(self.data.x_train), len(self.data.x_test),
             self.steps_per_epoch, self.device, self.threads,
             f" | resumed after epoch {self.record['epochs_done']}" if resumed else "",
@@ -349,7 +362,7 @@ def report(record: dict) -> str:
     cfg = record["config"]
     flow = gradflow(record)
     decay, ratio = flow["gradflow/decay_step0"], flow["gradflow/grad_ratio_step0"]
-    theory = theory_decay_per_layer(cfg["init"], cfg["slope"], cfg["width"])
+    theory = theory_decay_per_layer(cfg["init"], cfg["slope"], cfg["width"], cfg.get("init_gain", 2.0))
     lines = [f"result ({record['status']}): depth={cfg['depth']} width={cfg['width']} slope={cfg['slope']:g} "
              f"init={cfg['init']}"]  # fmt: skip
     if math.isfinite(decay):

@@ -66,7 +66,9 @@ def run_row(job_dir: Path, sweep_dir: Path) -> dict:
         sweep=shown(sweep_dir),
     )
     if "init" in row and "slope" in row:
-        row["decay_theory"] = theory_decay_per_layer(row["init"], row["slope"], row.get("width", 256))
+        row["decay_theory"] = theory_decay_per_layer(
+            row["init"], row["slope"], row.get("width", 256), row.get("init_gain", 2.0)
+        )
     return row
 
 
@@ -198,6 +200,29 @@ def compare_to(df: pd.DataFrame, key: str = "slope", base: float = 0.0) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def learned_slopes(df: pd.DataFrame) -> pd.DataFrame:
+    """PReLU runs: the learned slope of every hidden layer at the end (mean over units for
+    per-unit slopes), mean and 95 % t-interval over seeds per cell and layer."""
+    if "act" not in df or not (df["act"] == "prelu").any():
+        return pd.DataFrame()
+    ok = df[df["status"].isin(DONE) & (df["act"] == "prelu")]
+    keys = [k for k in group_keys(df) if k != "act"]
+    rows = []
+    for job_dir, (_, run) in zip(job_folders(ok), ok.iterrows(), strict=True):
+        history = (read_run(job_dir) or {}).get("history") or []
+        for layer, value in enumerate(history[-1].get("prelu_slope", []) if history else []):
+            rows.append({**{k: run[k] for k in keys}, "layer": layer, "learned_slope": value})
+    if not rows:
+        return pd.DataFrame()
+    long = pd.DataFrame(rows)
+    out = []
+    for cell, part in long.groupby([*keys, "layer"], dropna=False):
+        mean, low, high = stats.t_interval(part["learned_slope"])
+        out.append({**dict(zip([*keys, "layer"], cell, strict=True)), "n": len(part), "learned_slope": mean,
+                    "learned_slope_lo": low, "learned_slope_hi": high})  # fmt: skip
+    return pd.DataFrame(out)
+
+
 def tune(df: pd.DataFrame, key: str) -> pd.DataFrame:
     """Per cell (the other differing keys, seeds pooled): the value of `key` with the best mean
     validation accuracy. Diverged runs score 0, so a value that sometimes diverges loses.
@@ -313,6 +338,7 @@ class Summary:
     ci: pd.DataFrame = field(default_factory=pd.DataFrame)
     vs_base: pd.DataFrame = field(default_factory=pd.DataFrame)
     tuned: pd.DataFrame | None = None
+    prelu: pd.DataFrame = field(default_factory=pd.DataFrame)
     markdown: str = ""
 
     def main_table(self) -> str:
@@ -363,6 +389,7 @@ def summarize(
     summary = Summary(runs=df, agg=aggregate(df), out_dir=out, notes=status_notes(df, sweep_dirs))
     if not summary.agg.empty:
         summary.ci, summary.vs_base = accuracy_ci(df), compare_to(df)
+        summary.prelu = learned_slopes(df)
     if tune_key:
         summary.tuned = tune(df, tune_key)
         edges = summary.tuned[summary.tuned["at_edge"]]
@@ -432,6 +459,16 @@ def write_tables(s: Summary, tune_key: str | None = None) -> None:
         md += ["## test accuracy minus slope 0's, same other keys", "",
                "difference of means [Welch 95 % interval]; failures as k/n for this slope / slope 0", "",
                compare_markdown(s.vs_base), ""]  # fmt: skip
+    if not s.prelu.empty:
+        s.prelu.to_csv(s.out_dir / "prelu_slopes.csv", index=False)
+        keys = [c for c in s.prelu.columns if c not in ("layer", "n") and not c.startswith("learned_slope")]
+        values = s.prelu[["learned_slope", "learned_slope_lo", "learned_slope_hi"]].values
+        show = s.prelu.assign(cell=[stats.fmt_ci(*r, digits=2) for r in values])
+        table = show.pivot_table(index=keys, columns="layer", values="cell", aggfunc="first")
+        table.columns = [f"layer {c}" for c in table.columns]
+        md += ["## PReLU: learned slope per hidden layer at the end", "",
+               "mean [95 % t-interval] over seeds; layer 0 = input side", "",
+               table.to_markdown(), ""]  # fmt: skip
     specs = [("test_acc", False), ("decay_step0", True), ("decay_end", True), ("grad_ratio_step0", False),
              ("grad_ratio_end", False), ("dead_frac_end", False), ("steps_to_90", False)]  # fmt: skip
     if "val_acc_n" in s.agg and s.agg["val_acc_mean"].notna().any():

@@ -1,0 +1,66 @@
+"""PReLU (a learned slope) and init=scaled (the init scale as a variable)."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from slopestudy.model import build_mlp, linears, prelus, theory_decay_per_layer
+from slopestudy.summarize import summarize
+
+from .test_reliability import train
+
+
+@pytest.mark.parametrize(("params", "n"), [("layer", 1), ("unit", 32)])
+def test_prelu_starts_at_slope_with_one_slope_per_layer_or_unit(params, n):
+    model = build_mlp(4, 32, slope=0.25, act="prelu", prelu_params=params)
+    assert [m.weight.numel() for m in prelus(model)] == [n] * 3
+    assert all(torch.all(m.weight == 0.25) for m in prelus(model))
+    x = torch.tensor([[-4.0, 2.0]])
+    torch.testing.assert_close(nn.PReLU(init=0.25)(x), torch.tensor([[-1.0, 2.0]]))
+
+
+def test_scaled_init_has_the_asked_weight_variance():
+    torch.manual_seed(0)
+    for gain in (0.5, 2.0, 4.0):
+        w = linears(build_mlp(3, 512, slope=0.0, init="scaled", init_gain=gain))[1].weight
+        assert w.var().item() * 512 == pytest.approx(gain, rel=0.02)
+        assert torch.all(linears(build_mlp(3, 8, slope=0.0, init="scaled"))[1].bias == 0)
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2, 0.5])
+def test_scaled_theory_equals_the_tables_at_their_gains(slope):
+    assert theory_decay_per_layer("scaled", slope, 256, gain=1 / 3) == pytest.approx(
+        theory_decay_per_layer("pytorch", slope, 256)
+    )
+    assert theory_decay_per_layer("scaled", slope, 256, gain=2 / (1 + slope**2)) == pytest.approx(
+        theory_decay_per_layer("kaiming", slope, 256)
+    )
+    g = 1.5 * (1 + slope**2) / 2
+    assert theory_decay_per_layer("scaled", slope, 256, gain=1.5) == pytest.approx(-0.5 * math.log10(g))
+
+
+def test_prelu_slopes_move_are_logged_and_tabulated(tiny_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = train(tiny_root, "act=prelu", "prelu_params=layer,unit", "slope=0.25", "depth=3", "epochs=3",
+                 "lr=0.05", "seed=0,1", f"hydra.sweep.dir={sweep}", multirun=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = [json.loads(p.read_text()) for p in sweep.rglob("run.json")]
+    assert len(runs) == 4
+    for run in runs:
+        learned = [h["prelu_slope"] for h in run["history"]]
+        assert learned[0] == pytest.approx([0.25, 0.25])  # at init
+        assert any(abs(v - 0.25) > 1e-4 for v in learned[-1])  # gradient descent moved them
+    s = summarize([sweep], figures=True)
+    assert set(s.prelu["layer"]) == {0, 1} and set(s.prelu["prelu_params"]) == {"layer", "unit"}
+    assert (s.prelu["n"] == 2).all() and s.prelu["learned_slope_lo"].notna().all()
+    assert "learned slope per hidden layer" in (s.out_dir / "tables.md").read_text()
+    assert (s.out_dir / "prelu_slopes.png").exists()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    job = next(sweep.rglob("run.json")).parent
+    acc = EventAccumulator(str(job))
+    acc.Reload()
+    assert {"prelu_slope/layer_00", "prelu_slope/layer_01"} <= set(acc.Tags()["scalars"])
