@@ -64,3 +64,22 @@ def test_prelu_slopes_move_are_logged_and_tabulated(tiny_root, tmp_path):
     acc = EventAccumulator(str(job))
     acc.Reload()
     assert {"prelu_slope/layer_00", "prelu_slope/layer_01"} <= set(acc.Tags()["scalars"])
+
+
+def test_phase_boundary_finds_the_contour_the_runs_follow(tmp_path):
+    from .test_summarize import make_run
+
+    gains, depths = (0.25, 0.5, 1.0, 2.0, 4.0), (3, 5, 10, 20, 30, 50)
+    for slope in (0.0, 0.5):
+        for gain in gains:
+            g = gain * (1 + slope**2) / 2
+            for depth in depths:  # synthetic truth: a net learns while depth * |log10 g| <= 2
+                learns = depth * abs(math.log10(g)) <= 2
+                make_run(tmp_path, f"a{slope}g{gain}d{depth}/seed=0", init="scaled", init_gain=gain,
+                         slope=slope, depth=depth, val=0.95 if learns else 0.11)  # fmt: skip
+    s = summarize([tmp_path], out_dir=tmp_path / "out", figures=True)
+    best = s.phase[s.phase["best"]].set_index("slope")
+    assert best.loc[0.0, "k"] == 2 and best.loc[0.5, "k"] == 2
+    assert best.loc[0.5, "critical_gain"] == pytest.approx(1.6)
+    assert (tmp_path / "out" / "phase_diagram.png").stat().st_size > 10_000
+    assert "edge of trainability" in (tmp_path / "out" / "tables.md").read_text()

@@ -176,6 +176,60 @@ def prelu_slopes(summary) -> plt.Figure | None:
     return fig
 
 
+def phase_diagram(summary) -> plt.Figure | None:
+    """Mean val accuracy over (sigma^2, depth), one panel per slope, with the critical gain
+    2/(1+a^2) and theory contours of constant total shrinkage depth·|log10 g| = k."""
+    agg = summary.agg
+    if summary.phase.empty:
+        return None
+    slopes = sorted(agg["slope"].unique())
+    fig, axes = plt.subplots(1, len(slopes), squeeze=False, figsize=(4.6 * len(slopes), 4.0), sharey=True)
+    gains = np.array(sorted(agg["init_gain"].unique()))
+    depths = np.array(sorted(agg["depth"].unique()))
+    best = summary.phase[summary.phase["best"]].set_index("slope")["k"]
+    for ax, slope in zip(axes[0], slopes, strict=True):
+        part = agg[agg["slope"] == slope]
+        m = part.pivot_table(index="depth", columns="init_gain", values="val_acc_mean").reindex(
+            index=depths, columns=gains
+        )
+        im = ax.pcolormesh(_edges(gains), _edges(depths), m.values, cmap="viridis", vmin=0, vmax=1,
+                           shading="flat")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.axvline(2 / (1 + slope**2), color="w", ls="--", lw=1.5, label="critical 2/(1+a²)")
+        fine = np.geomspace(gains[0], gains[-1], 400)
+        logg = np.abs(np.log10(fine * (1 + slope**2) / 2))
+        for k in (1, 2, 4, 8):
+            with np.errstate(divide="ignore"):
+                d = np.where(logg > 1e-9, k / logg, np.inf)
+            style = "-" if k == best.get(slope) else ":"
+            ax.plot(fine, np.clip(d, depths[0] * 0.8, depths[-1] * 1.25), style, color="orange", lw=1)
+            i = int(np.argmin(np.abs(np.log(fine / gains[0]))))
+            ax.text(fine[i], min(d[i], depths[-1]), f"k={k}", color="orange", fontsize=7, va="bottom")
+        ax.set_ylim(_edges(depths)[0], _edges(depths)[-1])
+        ax.set_xticks(gains, [f"{g:.2g}" for g in gains], fontsize=7)
+        ax.set_yticks(depths, [str(d) for d in depths], fontsize=7)
+        ax.minorticks_off()
+        k = best.get(slope)
+        ax.set_title(
+            f"slope a={slope:g} (solid: best-fitting k={k:g})" if k else f"slope a={slope:g}", fontsize=9
+        )
+        ax.set_xlabel("σ² (Var(W) = σ²/fan_in)")
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("depth (Linear layers)")
+    fig.colorbar(im, ax=axes[0].tolist(), label="validation accuracy (mean over seeds)")
+    fig.suptitle("Where deep LeakyReLU MLPs train: the slope shifts the edge like a rescaled init "
+                 "(orange: depth·|log10 g| = k)", fontsize=10)  # fmt: skip
+    return fig
+
+
+def _edges(centers: np.ndarray) -> np.ndarray:
+    """Cell edges halfway (geometrically) between centers, for pcolormesh on log axes."""
+    c = np.asarray(centers, dtype=float)
+    mid = np.sqrt(c[1:] * c[:-1])
+    return np.concatenate([[c[0] ** 2 / mid[0]], mid, [c[-1] ** 2 / mid[-1]]])
+
+
 def draw_all(summary) -> list[Path]:
     def dead_at_init(ax, g, color):
         ax.plot(g["depth"], g["dead_frac_step0_mean"], ":", color=color)
@@ -189,6 +243,7 @@ def draw_all(summary) -> list[Path]:
             summary, "test_acc", "test accuracy", "Test accuracy at the end (mean ± std over seeds)"
         ),
         "prelu_slopes": prelu_slopes(summary),
+        "phase_diagram": phase_diagram(summary),
         "dead_frac_vs_depth": _metric_vs_depth(
             summary,
             "dead_frac_end" if has_end else "dead_frac_step0",

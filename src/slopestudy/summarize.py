@@ -9,6 +9,7 @@ Runs automatically at the end of every `python train.py -m ...` (see callbacks.p
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -223,6 +224,43 @@ def learned_slopes(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+LEARNS = 0.5  # the phase diagram's line between "learns" and "stalls" (val accuracy)
+SHRINKAGE_K = (0.5, 1, 2, 3, 4, 6, 8)  # theory contours: depth * |log10 g| = k
+
+
+def phase_boundary(agg: pd.DataFrame) -> pd.DataFrame:
+    """For a sweep over init_gain x depth (x slope): per slope, the deepest net that learns at
+    each gain (mean val acc >= LEARNS), and which theory contour depth·|log10 g| = k fits that
+    boundary best (least squares in log depth, over gains where g != 1 and the boundary is
+    inside the measured depths). One row per slope and k, the best marked."""
+    keys = group_keys_of(agg)
+    if not {"init_gain", "depth", "slope"} <= set(keys) or "val_acc_mean" not in agg:
+        return pd.DataFrame()
+    rows = []
+    dmin, dmax = agg["depth"].min(), agg["depth"].max()
+    for slope, part in agg.groupby("slope"):
+        measured = {}
+        for gain, g in part.groupby("init_gain"):
+            learns = g.loc[g["val_acc_mean"] >= LEARNS, "depth"]
+            measured[gain] = learns.max() if len(learns) else None
+        for k in SHRINKAGE_K:
+            errs = []
+            for gain, depth in measured.items():
+                g = gain * (1 + slope**2) / 2
+                if depth is None or abs(math.log10(g)) < 1e-9 or depth >= dmax:
+                    continue  # nothing learns, no decay at all, or the edge lies beyond the sweep
+                predicted = min(max(k / abs(math.log10(g)), dmin), dmax)
+                errs.append((math.log10(depth) - math.log10(predicted)) ** 2)
+            boundary = "; ".join(f"{g:g}:{d if d is not None else '-'}" for g, d in measured.items())
+            rms = math.sqrt(sum(errs) / len(errs)) if errs else math.nan
+            rows.append({"slope": slope, "k": k, "n_gains": len(errs), "rms_log10_depth_error": rms,
+                         "critical_gain": 2 / (1 + slope**2), "boundary": boundary})  # fmt: skip
+    out = pd.DataFrame(rows)
+    best = out.groupby("slope")["rms_log10_depth_error"].transform("min")
+    out["best"] = out["rms_log10_depth_error"] == best
+    return out
+
+
 def tune(df: pd.DataFrame, key: str) -> pd.DataFrame:
     """Per cell (the other differing keys, seeds pooled): the value of `key` with the best mean
     validation accuracy. Diverged runs score 0, so a value that sometimes diverges loses.
@@ -339,6 +377,7 @@ class Summary:
     vs_base: pd.DataFrame = field(default_factory=pd.DataFrame)
     tuned: pd.DataFrame | None = None
     prelu: pd.DataFrame = field(default_factory=pd.DataFrame)
+    phase: pd.DataFrame = field(default_factory=pd.DataFrame)
     markdown: str = ""
 
     def main_table(self) -> str:
@@ -390,6 +429,7 @@ def summarize(
     if not summary.agg.empty:
         summary.ci, summary.vs_base = accuracy_ci(df), compare_to(df)
         summary.prelu = learned_slopes(df)
+        summary.phase = phase_boundary(summary.agg)
     if tune_key:
         summary.tuned = tune(df, tune_key)
         edges = summary.tuned[summary.tuned["at_edge"]]
@@ -459,6 +499,15 @@ def write_tables(s: Summary, tune_key: str | None = None) -> None:
         md += ["## test accuracy minus slope 0's, same other keys", "",
                "difference of means [Welch 95 % interval]; failures as k/n for this slope / slope 0", "",
                compare_markdown(s.vs_base), ""]  # fmt: skip
+    if not s.phase.empty:
+        s.phase.to_csv(s.out_dir / "phase_boundary.csv", index=False)
+        best = s.phase[s.phase["best"]]
+        md += ["## Phase diagram: the edge of trainability against theory", "",
+               f"Per slope: the deepest net with mean val accuracy >= {LEARNS} at each sigma^2 "
+               "(`boundary`, gain:depth), and the contour depth·|log10 g| = k that fits it best "
+               "(rms error in log10 depth). Critical sigma^2 = 2/(1+a^2).", "",
+               best.to_markdown(index=False), "", "All contours:", "",
+               s.phase.drop(columns=["boundary"]).to_markdown(index=False), ""]  # fmt: skip
     if not s.prelu.empty:
         s.prelu.to_csv(s.out_dir / "prelu_slopes.csv", index=False)
         keys = [c for c in s.prelu.columns if c not in ("layer", "n") and not c.startswith("learned_slope")]
