@@ -27,7 +27,7 @@ CHROMIUM_FLAGS = [
     "--hide-scrollbars", "--window-size=1500,1000", "--virtual-time-budget=15000",
 ]  # fmt: skip
 VIEWS = {
-    "scalars": "#timeseries&tagFilter=1_profile%2Fsignal_norm",
+    "scalars": "?tagFilter=1_profile%2Fsignal_norm#timeseries",
     "custom_scalars": "#custom_scalars",
     "hparams": "#hparams",
 }
@@ -116,6 +116,36 @@ def check_hparams(base: str, sweep: Path, jobs: list[str]) -> list[str]:
     return problems
 
 
+def profile_screenshot(base: str, out: Path, chromium: str) -> Path | None:
+    """The step-0 layer-profile chart with its y axis in log scale and smoothing off (a profile
+    is not a time series). Needs clicks, so it drives Chromium through Playwright
+    (`pip install playwright`, no browser download: it uses the system Chromium)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("playwright not installed: no log-scale profile screenshot")
+        return None
+    path = out / "tensorboard_profile_log.png"
+    flags = [f for f in CHROMIUM_FLAGS if not f.startswith(("--headless", "--window-size", "--virtual-time"))]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=flags, headless=True)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(f"{base}/?tagFilter=1_profile%2Fsignal_norm%2Fepoch_00#timeseries")
+        page.get_by_label("More line chart options").first.wait_for(timeout=60_000)
+        smoothing = page.locator("input.slider-input").first  # the settings pane's smoothing box
+        smoothing.fill("0")
+        smoothing.press("Enter")
+        outliers = page.get_by_text("Ignore outliers in chart scaling")
+        if outliers.count():
+            outliers.first.click()  # show the whole range: the tiny input-side norms are the point
+        page.get_by_label("More line chart options").first.click()
+        page.get_by_text("Toggle Y-axis log scale").click()
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(path))
+        browser.close()
+    return path
+
+
 def screenshots(base: str, out: Path) -> list[Path]:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -128,7 +158,8 @@ def screenshots(base: str, out: Path) -> list[Path]:
                    f"{base}/{fragment}"]  # fmt: skip
             subprocess.run(cmd, capture_output=True, timeout=120, check=True)
         paths.append(path)
-    return paths
+    profile = profile_screenshot(base, out, chromium)
+    return paths + ([profile] if profile else [])
 
 
 def main() -> int:
