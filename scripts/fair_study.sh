@@ -13,11 +13,15 @@ declare -A GRID=(
   [pytorch]=0.005,0.01,0.02,0.05,0.1,0.2
 )
 
+# A sweep with a failed job exits 1 after running all the others; the study goes on with what
+# finished (the summary lists the failure), and running this script again retries only it.
+sweep() { "$PY" train.py -m "$@" || echo "some jobs of '$*' failed (listed above); rerun to retry them" >&2; }
+
 one_init() {
   local init=$1
-  $PY train.py -m +experiment=fair_tune init="$init" lr="${GRID[$init]}"
+  sweep +experiment=fair_tune init="$init" lr="${GRID[$init]}"
   $PY -m slopestudy.summarize "multirun/fair_tune/sgd/$init" --tune lr --out "results/fair_tune_sgd_$init"
-  $PY train.py -m +experiment=fair_final init="$init"
+  sweep +experiment=fair_final init="$init"
 }
 
 for step in "${@:-kaiming pytorch summary}"; do

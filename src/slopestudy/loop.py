@@ -135,7 +135,9 @@ class Run:
         self.logger.layers("signal_norm", signal, step)
         self.logger.layers("grad_norm", grad, step)
         self.logger.scalar(f"{tblog.LOSS}/train_batch", loss_value, step)
-        if self.cfg.hist_every and step % self.cfg.hist_every == 0:
+        # A histogram of inf/NaN gradients cannot be drawn; the divergence check comes next.
+        finite = all(math.isfinite(v) for v in grad)
+        if finite and self.cfg.hist_every and step % self.cfg.hist_every == 0:
             self.logger.grad_histograms([layer.weight for layer in linears(self.model)], step)
         self._epoch_norms.append(grad + signal)
         self.log_prelu(step)
