@@ -57,7 +57,7 @@ def test_prelu_slopes_move_are_logged_and_tabulated(tiny_root, tmp_path):
     assert set(s.prelu["layer"]) == {0, 1} and set(s.prelu["prelu_params"]) == {"layer", "unit"}
     assert (s.prelu["n"] == 2).all() and s.prelu["learned_slope_lo"].notna().all()
     assert "learned slope per hidden layer" in (s.out_dir / "tables.md").read_text()
-    assert (s.out_dir / "prelu_slopes.png").exists()
+    assert (s.out_dir / "prelu_slopes.png").exists() and (s.out_dir / "val_curves.png").exists()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     job = next(sweep.rglob("run.json")).parent

@@ -230,6 +230,46 @@ def _edges(centers: np.ndarray) -> np.ndarray:
     return np.concatenate([[c[0] ** 2 / mid[0]], mid, [c[-1] ** 2 / mid[-1]]])
 
 
+def val_curves(summary) -> plt.Figure | None:
+    """Validation accuracy after each epoch (mean over seeds), a panel per depth (and variant),
+    a line per slope: the plateau check behind an epoch budget."""
+    runs = summary.runs[summary.runs["status"].isin(DONE) & (summary.runs["epochs"] >= 2)]
+    if runs.empty or runs["val_acc"].isna().all():
+        return None
+    curves = []
+    for (_, r), (sweep, job) in zip(
+        runs.iterrows(), zip(runs["sweep"], runs["job"], strict=True), strict=True
+    ):
+        history = (read_run(Path(sweep) / job) or {}).get("history") or []
+        accs = [h.get("val_acc") for h in history[1:]]
+        if accs and None not in accs:
+            curves.append((r, accs))
+    if not curves:
+        return None
+    keys = [k for k in group_keys(runs) if k not in ("slope", "depth", "lr")]
+    panels = sorted(
+        {(tuple(r[k] for k in keys), r["depth"]) for r, _ in curves}, key=lambda p: (str(p[0]), p[1])
+    )
+    colors = _slope_colors(runs["slope"].unique())
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(3.4 * len(panels), 3.4), sharey=True)
+    for ax, (variant, depth) in zip(axes[0], panels, strict=True):
+        mine = [(r, a) for r, a in curves if r["depth"] == depth and tuple(r[k] for k in keys) == variant]
+        for slope in sorted({r["slope"] for r, _ in mine}):
+            arr = np.array([a for r, a in mine if r["slope"] == slope])
+            ax.plot(np.arange(1, arr.shape[1] + 1), arr.mean(axis=0), "o-", ms=3, color=colors[slope],
+                    label=f"a={slope:g}")  # fmt: skip
+        label = ", ".join(f"{k}={v}" for k, v in zip(keys, variant, strict=True))
+        ax.set_title(f"depth {depth}" + (f", {label}" if label else ""), fontsize=8)
+        ax.set_xlabel("epoch")
+        ax.set_ylim(max(0.0, ax.get_ylim()[0]), None)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation accuracy (mean over seeds)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("Validation accuracy per epoch: has it plateaued?", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def draw_all(summary) -> list[Path]:
     def dead_at_init(ax, g, color):
         ax.plot(g["depth"], g["dead_frac_step0_mean"], ":", color=color)
@@ -242,6 +282,7 @@ def draw_all(summary) -> list[Path]:
         "test_acc_vs_depth": _metric_vs_depth(
             summary, "test_acc", "test accuracy", "Test accuracy at the end (mean ± std over seeds)"
         ),
+        "val_curves": val_curves(summary),
         "prelu_slopes": prelu_slopes(summary),
         "phase_diagram": phase_diagram(summary),
         "dead_frac_vs_depth": _metric_vs_depth(

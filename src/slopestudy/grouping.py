@@ -26,7 +26,8 @@ METRICS = {  # column -> what the tables call it
 }
 RESULT_COLUMNS = {"status", "val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "steps_to_90",
                   "decay_step0", "decay_end", "grad_ratio_step0", "grad_ratio_end", "dead_frac_step0",
-                  "dead_frac_end", "val_gain_last_half", "error", "job", "sweep", "decay_theory"}  # fmt: skip
+                  "dead_frac_end", "val_gain_last_half", "val_gain_last_epoch", "error", "job", "sweep",
+                  "decay_theory"}  # fmt: skip
 
 
 def config_columns(df: pd.DataFrame) -> list[str]:

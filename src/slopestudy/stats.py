@@ -56,6 +56,7 @@ def fmt_ci(mean: float, low: float, high: float, digits: int = 3) -> str:
     """'0.971 [0.968, 0.974]', or just the mean when there is no interval."""
     if not math.isfinite(mean):
         return "–"
+    mean, low, high = (round(v, digits) + 0.0 for v in (mean, low, high))  # + 0.0: no "-0.000"
     if not (math.isfinite(low) and math.isfinite(high)):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"

@@ -62,6 +62,7 @@ def run_row(job_dir: Path, sweep_dir: Path) -> dict:
         dead_frac_step0=_mean(history[0]["dead_frac"]) if history else None,
         dead_frac_end=_mean(last["dead_frac"]) if last else None,
         val_gain_last_half=last_half_gain(history),
+        val_gain_last_epoch=last_half_gain(history[-2:]) if len(history) > 2 else None,
         error=run.get("error"),
         job=str(job_dir.relative_to(sweep_dir)),
         sweep=shown(sweep_dir),
@@ -104,7 +105,7 @@ def collect(sweep_dirs: list[Path]) -> pd.DataFrame:
     rows = [run_row(job, sweep) for sweep in sweep_dirs for job in find_jobs(sweep)]
     df = pd.DataFrame(rows)
     numeric = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "steps_to_90",
-               "dead_frac_step0", "dead_frac_end", "val_gain_last_half")  # fmt: skip
+               "dead_frac_step0", "dead_frac_end", "val_gain_last_half", "val_gain_last_epoch")  # fmt: skip
     for col in numeric:
         if col in df:
             df[col] = pd.to_numeric(df[col])
