@@ -169,11 +169,8 @@ def prelu_slopes(summary) -> plt.Figure | None:
         ax.set_xlabel("hidden layer (0 = input side)")
         ax.axhline(0, color="k", lw=0.5)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("learned slope a (mean, 95 % CI over seeds)")
-    axes[0][-1].legend(fontsize=7)
-    fig.suptitle("PReLU: the slope gradient descent picks, per layer", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes, "learned slope a (mean, 95 % CI over seeds)",
+                   "PReLU: the slope gradient descent picks, per layer")  # fmt: skip
 
 
 def phase_diagram(summary) -> plt.Figure | None:
@@ -223,6 +220,15 @@ def phase_diagram(summary) -> plt.Figure | None:
     return fig
 
 
+def _finish(fig: plt.Figure, axes, ylabel: str, title: str) -> plt.Figure:
+    """A row of panels: y label on the first, legend on the last, a title over all."""
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def _edges(centers: np.ndarray) -> np.ndarray:
     """Cell edges halfway (geometrically) between centers, for pcolormesh on log axes."""
     c = np.asarray(centers, dtype=float)
@@ -263,11 +269,8 @@ def val_curves(summary) -> plt.Figure | None:
         ax.set_xlabel("epoch")
         ax.set_ylim(max(0.0, ax.get_ylim()[0]), None)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("validation accuracy (mean over seeds)")
-    axes[0][-1].legend(fontsize=7)
-    fig.suptitle("Validation accuracy per epoch: has it plateaued?", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes, "validation accuracy (mean over seeds)",
+                   "Validation accuracy per epoch: has it plateaued?")  # fmt: skip
 
 
 def draw_all(summary) -> list[Path]:
