@@ -275,7 +275,7 @@ def tune(df: pd.DataFrame, key: str) -> pd.DataFrame:
     if "val_acc" not in ok or ok["val_acc"].isna().all():
         raise ValueError("--tune needs validation accuracy: these runs have no validation split")
     cell_keys = [k for k in keys if k != key]
-    score = ok["val_acc"].where(ok["status"] != "diverged", 0.0).fillna(0.0)
+    score = tuning_score(ok)
     choose_from = ok[cell_keys + [key]].assign(score=score)  # no test column in here
     chosen = choose(choose_from, cell_keys, key)
     rows = []
@@ -306,6 +306,11 @@ def in_cell(df: pd.DataFrame, values: dict) -> pd.Series:
     return mask
 
 
+def tuning_score(runs: pd.DataFrame) -> pd.Series:
+    """What --tune maximizes: final validation accuracy, 0 for a diverged run."""
+    return runs["val_acc"].where(runs["status"] != "diverged", 0.0).fillna(0.0)
+
+
 def choose(runs: pd.DataFrame, cell_keys: list[str], key: str) -> pd.DataFrame:
     """Best mean score per cell; ties go to the smaller value (the more cautious choice)."""
     means = runs.groupby([*cell_keys, key], dropna=False)["score"].mean().reset_index()
@@ -317,7 +322,7 @@ def tuning_scores(df: pd.DataFrame, key: str) -> pd.DataFrame:
     """Mean validation score per cell and value of `key`: the curve the choice was read off."""
     keys = group_keys(df)
     ok = df[df["status"].isin(DONE)]
-    score = ok["val_acc"].where(ok["status"] != "diverged", 0.0).fillna(0.0)
+    score = tuning_score(ok)
     cell_keys = [k for k in keys if k != key]
     table = ok[keys].assign(score=score).groupby(keys)["score"].mean().unstack(key)
     table.columns = [f"{key}={v:g}" for v in table.columns]
