@@ -2,10 +2,12 @@
 
     python scripts/fair_tables.py          # writes results/fair.md and the tables in results/README.md
 
-Reads results/fair_tune_sgd_<init>/tuned.csv (learning rate chosen per cell on validation) and
-results/fair_final_sgd/{accuracy_ci,vs_slope0,runs}.csv (each cell at its lr, fresh seeds), all
-written by `scripts/fair_study.sh`. Nothing is typed in by hand; a missing summary is reported as
-not run yet.
+Per optimizer (sgd, adam) it reads results/fair_tune_<opt>_<init>/tuned.csv (learning rate chosen
+per cell on validation) and results/fair_final_<opt>/{accuracy_ci,vs_slope0,runs}.csv (each cell at
+its lr, fresh seeds), all written by `scripts/fair_study.sh`, and results/fair_long_sgd_pytorch/
+and fair_24ep_sgd_pytorch/ (the never-learning cells trained 8 and 24 epochs). Nothing is typed
+in by hand; a missing summary is reported as not run yet. Each block goes into results/README.md
+between its own markers (`<!-- fair_tables.py <block>: begin -->` ... `end -->`).
 """
 
 from __future__ import annotations
@@ -44,10 +46,10 @@ def tuned_cell(r: pd.Series) -> str:
     return f"{lr} (never learned)" if r["failures"] >= r["n"] else f"{lr} ({r['val_acc']:.3f})"
 
 
-def tuned_section() -> list[str]:
+def tuned_section(opt: str) -> list[str]:
     parts = []
     for init in INITS:
-        path = RESULTS / f"fair_tune_sgd_{init}" / "tuned.csv"
+        path = RESULTS / f"fair_tune_{opt}_{init}" / "tuned.csv"
         if path.exists():
             parts.append(pd.read_csv(path).assign(init=init))
     if not parts:
@@ -67,20 +69,19 @@ def tuned_section() -> list[str]:
     ]
 
 
-def scores_section(init: str) -> list[str]:
+def scores_section(opt: str, init: str) -> list[str]:
     """Mean validation accuracy at every lr of the grid, per cell: the curve each choice came from."""
-    path = RESULTS / f"fair_tune_sgd_{init}" / "tuning_scores.csv"
+    path = RESULTS / f"fair_tune_{opt}_{init}" / "tuning_scores.csv"
     if not path.exists():
         return []
     t = pd.read_csv(path).sort_values(["depth", "slope"])
     lrs = [c for c in t.columns if c.startswith("lr=")]
-    title = f"### {init} init: mean validation accuracy at each lr (2 seeds x 2 epochs; diverged = 0)"
+    title = f"### {opt}, {init} init: mean validation accuracy at each lr (2 seeds x 2 epochs; diverged = 0)"
     lines = [title, "",
              "| depth | slope | " + " | ".join(lrs) + " |", "|---|---|" + "---|" * len(lrs)]  # fmt: skip
     for _, r in t.iterrows():
-        lines.append(
-            f"| {int(r['depth'])} | {r['slope']:g} | " + " | ".join(f"{r[c]:.3f}" for c in lrs) + " |"
-        )
+        lines.append(f"| {int(r['depth'])} | {r['slope']:g} | "
+                     + " | ".join("–" if pd.isna(r[c]) else f"{r[c]:.3f}" for c in lrs) + " |")  # fmt: skip
     return [*lines, ""]
 
 
@@ -89,8 +90,8 @@ def ci_cell(r: pd.Series) -> str:
     return text + (f" ({int(r['failures'])}/{int(r['n'])})" if r["failures"] else "")
 
 
-def final_section() -> list[str]:
-    folder = RESULTS / "fair_final_sgd"
+def final_section(opt: str) -> list[str]:
+    folder = RESULTS / f"fair_final_{opt}"
     if not (folder / "accuracy_ci.csv").exists():
         return ["Final runs: not run yet."]
     runs = pd.read_csv(folder / "runs.csv")
@@ -132,18 +133,50 @@ def final_section() -> list[str]:
     return out
 
 
+def long_section() -> list[str]:
+    """The cells that never learned (default init, depth 20/30), trained 4x the tuning
+    budget and 4x the final budget at lr 0.05: did any of them learn after all?"""
+    out = []
+    checks = (("fair_long_sgd_pytorch", "8 epochs (4x the tuning budget)"),
+              ("fair_24ep_sgd_pytorch", "24 epochs (4x the final runs' 6)"))  # fmt: skip
+    for name, label in checks:
+        path = RESULTS / name / "runs.csv"
+        if not path.exists():
+            out += [f"{label}: not run yet.", ""]
+            continue
+        runs = pd.read_csv(path)
+        learned = runs["status"].isin(["completed"]) & (runs["val_acc"] >= 0.2)
+        out += [f"- {label}, lr {', '.join(f'{v:g}' for v in sorted(runs['lr'].unique()))}, depths "
+                f"{', '.join(map(str, sorted(runs['depth'].unique())))} x slopes "
+                f"{', '.join(f'{v:g}' for v in sorted(runs['slope'].unique()))}: "
+                f"**{int(learned.sum())} of {len(runs)} runs learned** (val acc >= 0.2); best val acc "
+                f"{runs['val_acc'].max():.3f}, lowest final train loss {runs['train_loss'].min():.4f} "
+                f"(chance: ln 10 = 2.3026), {int((runs['status'] == 'diverged').sum())} diverged "
+                f"(`results/{name}/`)."]  # fmt: skip
+    return [*out, ""]
+
+
+BLOCKS = {
+    "sgd": lambda: [*tuned_section("sgd"), *scores_section("sgd", "pytorch"), *final_section("sgd")],
+    "long": long_section,
+    "adam": lambda: [*tuned_section("adam"), *scores_section("adam", "pytorch"), *final_section("adam")],
+}
+
+
 def main() -> None:
-    head = ["## Fair comparison (generated by scripts/fair_tables.py)", ""]
-    text = "\n".join([*head, *tuned_section(), *scores_section("pytorch"), *final_section()])
+    blocks = {name: "\n".join(make()) for name, make in BLOCKS.items()}
+    text = "\n\n".join(["## Fair comparison (generated by scripts/fair_tables.py)",
+                         *(f"## {name}\n\n{body}" for name, body in blocks.items())])  # fmt: skip
     (RESULTS / "fair.md").write_text(text + "\n")
-    # The same tables in results/README.md, between its markers, so the findings quote them as made.
+    # The same tables in results/README.md, between their markers, so the findings quote them as made.
     readme = RESULTS / "README.md"
-    begin, end = "<!-- fair_tables.py: begin -->", "<!-- fair_tables.py: end -->"
     page = readme.read_text()
-    if begin in page and end in page:
-        body = text.split("\n", 2)[2]  # without the file's own heading
-        head, rest = page.split(begin, 1)
-        readme.write_text(f"{head}{begin}\n{body}\n{end}{rest.split(end, 1)[1]}")
+    for name, body in blocks.items():
+        begin, end = f"<!-- fair_tables.py {name}: begin -->", f"<!-- fair_tables.py {name}: end -->"
+        if begin in page and end in page:
+            head, rest = page.split(begin, 1)
+            page = f"{head}{begin}\n{body}\n{end}{rest.split(end, 1)[1]}"
+    readme.write_text(page)
     print(text)
 
 
