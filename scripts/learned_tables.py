@@ -69,7 +69,8 @@ def twin_table(prelu: pd.DataFrame, fixed: pd.DataFrame) -> tuple[str, pd.DataFr
     for _, r in t.iterrows():
         acc = "–" if pd.isna(r["prelu"]) else f"{r['prelu']:.3f}"
         acc_fixed = "–" if pd.isna(r["fixed"]) else f"{r['fixed']:.3f}"
-        lines.append(f"| {r['init']} | {r['prelu_params']} | {r['slope']:g} | {r['depth']} | {r['lr']:g}{'' if r['alike'] else '†'} | "
+        lr = f"{r['lr']:g}{'' if r['alike'] else '†'}"
+        lines.append(f"| {r['init']} | {r['prelu_params']} | {r['slope']:g} | {r['depth']} | {lr} | "
                      f"{acc} ({r['failures']}/{r['n']}) | {acc_fixed} ({r['failures_fixed']}/{r['n_fixed']})"
                      f" | {fmt_ci(r['d'], r['d_lo'], r['d_hi'])} |")  # fmt: skip
     return "\n".join(lines), t
@@ -105,7 +106,7 @@ def main() -> None:
             "",
             twin_md,
             "",
-            *([] if twins["alike"].all() else ["†: the fixed-slope twin ran at another lr or epoch count.", ""]),
+            *([] if twins["alike"].all() else ["†: the fixed-slope twin ran at another lr or epochs.", ""]),
             f"Intervals that exclude 0: {len(resolved)} of {twins['d'].notna().sum()} "
             f"({int((resolved['d'] > 0).sum())} say PReLU is better). Largest |difference| any interval "
             f"allows: {bound.max():.3f}; median: {bound.median():.3f}. Failures: PReLU "
