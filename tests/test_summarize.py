@@ -117,3 +117,22 @@ def test_cli_help_and_figures(tmp_path, capsys):
         assert (tmp_path / "out" / f"{name}.png").stat().st_size > 10_000
     assert list((tmp_path / "out").glob("events.out.tfevents.*"))
     assert main([str(tmp_path / "nope")]) == 1
+
+
+def test_val_curves_leave_out_a_diverged_seed_whose_history_is_shorter(tmp_path):
+    # A diverged run stops early: its history is shorter than its cell's other seeds' (it once
+    # crashed the figure). The curve is the mean over the completed seeds only.
+    from slopestudy.figures import val_curves
+
+    for seed, status, accs in [(0, "completed", [0.5, 0.7, 0.8]), (1, "completed", [0.7, 0.9, 1.0]),
+                               (2, "diverged", [0.3])]:  # fmt: skip
+        job = make_run(tmp_path, f"seed={seed}", status=status, seed=seed, epochs=3, val=accs[-1])
+        run = json.loads((job / "run.json").read_text())
+        first, last = run["history"]
+        run["history"] = [first] + [{**last, "epoch": i + 1, "val_acc": a} for i, a in enumerate(accs)]
+        (job / "run.json").write_text(json.dumps(run))
+    s = summarize([tmp_path], figures=True)
+    assert (s.out_dir / "val_curves.png").exists()
+    (line,) = val_curves(s).axes[0].get_lines()
+    assert line.get_xdata().tolist() == [1, 2, 3]
+    assert line.get_ydata().tolist() == pytest.approx([0.6, 0.8, 0.9])

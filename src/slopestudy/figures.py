@@ -238,8 +238,9 @@ def _edges(centers: np.ndarray) -> np.ndarray:
 
 def val_curves(summary) -> plt.Figure | None:
     """Validation accuracy after each epoch (mean over seeds), a panel per depth (and variant),
-    a line per slope: the plateau check behind an epoch budget."""
-    runs = summary.runs[summary.runs["status"].isin(DONE) & (summary.runs["epochs"] >= 2)]
+    a line per slope: the plateau check behind an epoch budget. Diverged runs are left out (their
+    curves stop where they diverged; the failure counts report them)."""
+    runs = summary.runs[(summary.runs["status"] == "completed") & (summary.runs["epochs"] >= 2)]
     if runs.empty or runs["val_acc"].isna().all():
         return None
     curves = []
@@ -261,8 +262,11 @@ def val_curves(summary) -> plt.Figure | None:
     for ax, (variant, depth) in zip(axes[0], panels, strict=True):
         mine = [(r, a) for r, a in curves if r["depth"] == depth and tuple(r[k] for k in keys) == variant]
         for slope in sorted({r["slope"] for r, _ in mine}):
-            arr = np.array([a for r, a in mine if r["slope"] == slope])
-            ax.plot(np.arange(1, arr.shape[1] + 1), arr.mean(axis=0), "o-", ms=3, color=colors[slope],
+            accs = [a for r, a in mine if r["slope"] == slope]
+            arr = np.full((len(accs), max(map(len, accs))), np.nan)  # seeds may differ in length
+            for row, a in zip(arr, accs, strict=True):
+                row[: len(a)] = a
+            ax.plot(np.arange(1, arr.shape[1] + 1), np.nanmean(arr, axis=0), "o-", ms=3, color=colors[slope],
                     label=f"a={slope:g}")  # fmt: skip
         label = ", ".join(f"{k}={v}" for k, v in zip(keys, variant, strict=True))
         ax.set_title(f"depth {depth}" + (f", {label}" if label else ""), fontsize=8)
