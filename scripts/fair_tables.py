@@ -56,7 +56,8 @@ def tuned_section(opt: str) -> list[str]:
         return ["Tuning: not run yet."]
     t = order(pd.concat(parts))
     edges = t[t["at_edge"]]
-    grids = "; ".join(f"{i}: {g}" for i, g in t.groupby("init", sort=False)["grid"].first().items())
+    grids = "; ".join(f"{i}: " + " or ".join(f"{g} ({n} cells)" for g, n in part.value_counts().items())
+                      for i, part in t.groupby("init", sort=False)["grid"])  # fmt: skip
     return [
         "### Learning rate chosen per cell on validation accuracy (2 seeds x 2 epochs)",
         "",
@@ -108,6 +109,8 @@ def final_section(opt: str) -> list[str]:
     if vs.exists():
         d = order(pd.read_csv(vs), runs["init"])
         diff = grid(d, lambda r: fmt_ci(r["d_test_acc"], r["d_test_acc_lo"], r["d_test_acc_hi"]))
+        none = int(d["d_test_acc"].isna().sum())  # no run learned on one side: nothing to compare
+        d = d.dropna(subset=["d_test_acc"])
         resolved = d[(d["d_test_acc_lo"] > 0) | (d["d_test_acc_hi"] < 0)]
         bound = d[["d_test_acc_lo", "d_test_acc_hi"]].abs().max(axis=1)
         out += [
@@ -115,7 +118,9 @@ def final_section(opt: str) -> list[str]:
             "",
             diff,
             "",
-            f"Intervals that exclude 0: {len(resolved)} of {len(d)}. The largest |difference| any "
+            f"Intervals that exclude 0: {len(resolved)} of {len(d)}"
+            + (f" ({none} cells without a run that learned on one side: –)" if none else "")
+            + ". The largest |difference| any "
             f"interval allows: {bound.max():.3f}; the median of those bounds: {bound.median():.3f}.",
             "",
         ]
