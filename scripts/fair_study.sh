@@ -10,7 +10,7 @@
 #   edge:    kaiming, depth 5, a=0.1 and 0.2 chose the top of the grid (0.05): lr 0.1 and 0.2 added,
 #            re-tuned, and those cells' final runs redone at the new choice if it moved
 #   long:    the default-init cells that never learn (depth 20, 30) at 8 and 24 epochs, lr 0.05
-#   adam:    Adam, default init, depth 10-30, slopes 0, 0.01, 0.2, 0.5, its own lr grid
+#   adam:    Adam, default init, depth 10-30, slopes 0, 0.2, 0.5, its own lr grid
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -50,7 +50,7 @@ for step in "${@:-kaiming pytorch edge long adam summary}"; do
         $PY -m slopestudy.summarize multirun/fair_long/sgd/pytorch_8 --out results/fair_long_sgd_pytorch
         $PY -m slopestudy.summarize multirun/fair_long/sgd/pytorch_24 --out results/fair_24ep_sgd_pytorch
         ;;
-      adam) one_cell_set adam pytorch depth=30,20,10 slope=0,0.01,0.2,0.5 ;;
+      adam) one_cell_set adam pytorch depth=30,20,10 slope=0,0.2,0.5 ;;
       summary)
         for opt in sgd adam; do
           dirs=()
