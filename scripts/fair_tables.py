@@ -154,8 +154,9 @@ def long_section() -> list[str]:
         out += [f"- {label}, lr {', '.join(f'{v:g}' for v in sorted(runs['lr'].unique()))}, depths "
                 f"{', '.join(map(str, sorted(runs['depth'].unique())))} x slopes "
                 f"{', '.join(f'{v:g}' for v in sorted(runs['slope'].unique()))}: "
-                f"**{int(learned.sum())} of {len(runs)} runs learned** (val acc >= 0.2); highest final val acc "
-                f"{runs['val_acc'].max():.3f}, lowest final train loss {runs['train_loss'].min():.4f} "
+                f"**{int(learned.sum())} of {len(runs)} runs learned** (val acc >= 0.2); highest final "
+                f"val acc {runs['val_acc'].max():.3f}, lowest final train loss "
+                f"{runs['train_loss'].min():.4f} "
                 f"(chance: ln 10 = 2.3026), {int((runs['status'] == 'diverged').sum())} diverged "
                 f"(`results/{name}/`)."]  # fmt: skip
     return [*out, ""]
