@@ -154,10 +154,14 @@ def prelu_slopes(summary) -> plt.Figure | None:
         c for c in table.columns if c not in ("layer", "n", "depth") and not c.startswith("learned_slope")
     ]
     panels = list(table.groupby(keys, dropna=False)) if keys else [((), table)]
-    fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(4.2 * len(panels), 3.6), sharey=True)
+    ncols = min(4, len(panels))  # rows of 4: 8 variants (init x start x per) stay readable
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, figsize=(4.2 * ncols, 3.4 * nrows), sharey=True)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
     cmap = plt.get_cmap("viridis")
     depths = sorted(table["depth"].unique())
-    for ax, (cell, part) in zip(axes[0], panels, strict=True):
+    for ax, (cell, part) in zip(axes.flat, panels, strict=False):
         for i, depth in enumerate(depths):
             g = part[part["depth"] == depth].sort_values("layer")
             low = (g["learned_slope"] - g["learned_slope_lo"]).fillna(0)
