@@ -43,12 +43,12 @@ for step in "${@:-kaiming pytorch edge long adam summary}"; do
         sweep +experiment=fair_final init=kaiming depth=5 slope=0.1,0.2  # skips runs whose lr did not move
         ;;
       long)
-        for epochs in 8 24; do
-          sweep +experiment=fair_tune init=pytorch lr=0.05 depth=30,20 epochs=$epochs \
-            seed="$([ "$epochs" = 8 ] && echo 0,1 || echo 0)" hydra.sweep.dir=multirun/fair_long/sgd/pytorch_$epochs
-        done
-        $PY -m slopestudy.summarize multirun/fair_long/sgd/pytorch_8 --out results/fair_long_sgd_pytorch
-        $PY -m slopestudy.summarize multirun/fair_long/sgd/pytorch_24 --out results/fair_24ep_sgd_pytorch
+        sweep +experiment=fair_tune init=pytorch lr=0.05 depth=30,20 epochs=8 seed=0,1 \
+          hydra.sweep.dir=multirun/fair_long/sgd/pytorch
+        sweep +experiment=fair_tune init=pytorch lr=0.05 depth=30,20 epochs=24 seed=0 \
+          hydra.sweep.dir=multirun/fair_24/sgd/pytorch
+        $PY -m slopestudy.summarize multirun/fair_long/sgd/pytorch --out results/fair_long_sgd_pytorch
+        $PY -m slopestudy.summarize multirun/fair_24/sgd/pytorch --out results/fair_24ep_sgd_pytorch
         ;;
       adam) one_cell_set adam pytorch depth=30,20,10 slope=0,0.2,0.5 ;;
       summary)

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from slopestudy.records import DONE
 from slopestudy.stats import fmt_ci
+from slopestudy.summarize import NEVER_LEARNED, failed
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 INITS = ("kaiming", "pytorch")
@@ -100,7 +102,7 @@ def final_section(opt: str) -> list[str]:
     out = [
         "### Test accuracy at each cell's lr: mean [95 % t-interval] over the seeds that learned",
         "",
-        "(k/n): runs that diverged or never learned (val acc < 0.2), out of n; not in the mean.",
+        f"(k/n): runs that diverged or never learned (val acc < {NEVER_LEARNED}), out of n; not in the mean.",
         "",
         grid(ci, ci_cell),
         "",
@@ -124,7 +126,7 @@ def final_section(opt: str) -> list[str]:
             f"interval allows: {bound.max():.3f}; the median of those bounds: {bound.median():.3f}.",
             "",
         ]
-    runs = runs[runs["status"].isin(["completed", "diverged"]) & (runs["val_acc"] >= 0.2)]
+    runs = runs[runs["status"].isin(DONE) & ~failed(runs)]
     cells = runs.groupby(["init", "depth", "slope"])
     gain, last = cells["val_gain_last_half"].mean(), cells["val_gain_last_epoch"].mean()
     epochs = int(runs["epochs"].max())
@@ -150,12 +152,12 @@ def long_section() -> list[str]:
             out += [f"{label}: not run yet.", ""]
             continue
         runs = pd.read_csv(path)
-        learned = runs["status"].isin(["completed"]) & (runs["val_acc"] >= 0.2)
+        learned = runs["status"].isin(DONE) & ~failed(runs)
         out += [f"- {label}, lr {', '.join(f'{v:g}' for v in sorted(runs['lr'].unique()))}, depths "
                 f"{', '.join(map(str, sorted(runs['depth'].unique())))} x slopes "
                 f"{', '.join(f'{v:g}' for v in sorted(runs['slope'].unique()))}: "
-                f"**{int(learned.sum())} of {len(runs)} runs learned** (val acc >= 0.2); highest final "
-                f"val acc {runs['val_acc'].max():.3f}, lowest final train loss "
+                f"**{int(learned.sum())} of {len(runs)} runs learned** (val acc >= {NEVER_LEARNED}); "
+                f"highest final val acc {runs['val_acc'].max():.3f}, lowest final train loss "
                 f"{runs['train_loss'].min():.4f} "
                 f"(chance: ln 10 = 2.3026), {int((runs['status'] == 'diverged').sum())} diverged "
                 f"(`results/{name}/`)."]  # fmt: skip
@@ -175,15 +177,18 @@ def main() -> None:
                          *(f"## {name}\n\n{body}" for name, body in blocks.items())])  # fmt: skip
     (RESULTS / "fair.md").write_text(text + "\n")
     # The same tables in results/README.md, between their markers, so the findings quote them as made.
-    readme = RESULTS / "README.md"
-    page = readme.read_text()
     for name, body in blocks.items():
-        begin, end = f"<!-- fair_tables.py {name}: begin -->", f"<!-- fair_tables.py {name}: end -->"
-        if begin in page and end in page:
-            head, rest = page.split(begin, 1)
-            page = f"{head}{begin}\n{body}\n{end}{rest.split(end, 1)[1]}"
-    readme.write_text(page)
+        write_between_markers(RESULTS / "README.md", f"fair_tables.py {name}", body)
     print(text)
+
+
+def write_between_markers(page: Path, name: str, body: str) -> None:
+    """Replace what stands between `<!-- {name}: begin -->` and `<!-- {name}: end -->` in `page`."""
+    text = page.read_text()
+    begin, end = f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        page.write_text(f"{head}{begin}\n{body}\n{end}{rest.split(end, 1)[1]}")
 
 
 if __name__ == "__main__":

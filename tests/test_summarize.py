@@ -136,3 +136,15 @@ def test_val_curves_leave_out_a_diverged_seed_whose_history_is_shorter(tmp_path)
     (line,) = val_curves(s).axes[0].get_lines()
     assert line.get_xdata().tolist() == [1, 2, 3]
     assert line.get_ydata().tolist() == pytest.approx([0.6, 0.8, 0.9])
+
+
+def test_plateau_columns_are_the_val_gain_over_the_second_half_and_the_last_epoch(tmp_path):
+    job = make_run(tmp_path, "seed=0", epochs=6, val=0.9)
+    run = json.loads((job / "run.json").read_text())
+    first, last = run["history"]
+    accs = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9]
+    run["history"] = [first] + [{**last, "epoch": i + 1, "val_acc": a} for i, a in enumerate(accs)]
+    (job / "run.json").write_text(json.dumps(run))
+    row = summarize([tmp_path], figures=False).runs.iloc[0]
+    assert row["val_gain_last_half"] == pytest.approx(0.9 - 0.7)  # epoch 3 -> 6
+    assert row["val_gain_last_epoch"] == pytest.approx(0.9 - 0.85)  # epoch 5 -> 6
