@@ -15,6 +15,7 @@ import pandas as pd
 
 from slopestudy.model import theory_decay_per_layer
 from slopestudy.records import DONE
+from slopestudy.stats import NEVER_LEARNED
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -109,9 +110,11 @@ def main() -> None:
             "",
         ]
         md += accuracy_table(df, ["width", "depth"], "test_acc") + [""]
-        born_dead = df.assign(dead=df["test_acc"] < 0.2).groupby(["slope"])["dead"].agg(["sum", "count"])
+        born_dead = (
+            df.assign(dead=df["test_acc"] < NEVER_LEARNED).groupby(["slope"])["dead"].agg(["sum", "count"])
+        )
         counts = ", ".join(f"a={a:g}: {int(r['sum'])}/{int(r['count'])}" for a, r in born_dead.iterrows())
-        md += [f"Runs that never learned (test accuracy < 0.2), by slope: {counts}", ""]
+        md += [f"Runs that never learned (test accuracy < {NEVER_LEARNED}), by slope: {counts}", ""]
     (RESULTS / "headline.md").write_text("\n".join(md))
     print("\n".join(md))
 

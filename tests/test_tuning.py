@@ -1,12 +1,8 @@
 """Choosing a nuisance value per cell on validation data, and the intervals reported with it."""
 
-import math
-
 import pytest
 from hydra import compose, initialize_config_dir
-from scipy import stats as sps
 
-from slopestudy import stats
 from slopestudy.config import ConfigError, register, to_study_config
 from slopestudy.summarize import summarize
 
@@ -16,24 +12,6 @@ from .test_summarize import make_run
 # val accuracy peaks at lr 0.01; test accuracy (never to be used) peaks at lr 0.1.
 VAL = {0.001: 0.90, 0.01: 0.95, 0.1: 0.30}
 TEST = {0.001: 0.10, 0.01: 0.20, 0.1: 0.99}
-
-
-def test_t_interval_known_case():
-    mean, low, high = stats.t_interval([1, 2, 3, 4, 5])
-    half = 2.7764451 * math.sqrt(2.5) / math.sqrt(5)  # t(0.975, 4) * s / sqrt(n)
-    assert mean == 3 and low == pytest.approx(3 - half) and high == pytest.approx(3 + half)
-    assert math.isnan(stats.t_interval([0.5])[1])  # one seed: no interval
-
-
-def test_welch_interval_matches_scipy_and_a_hand_case():
-    a, b = [0.90, 0.91, 0.93, 0.92], [0.95, 0.97, 0.96, 0.99, 0.98]
-    diff, low, high = stats.welch_interval(a, b)
-    ci = sps.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
-    assert diff == pytest.approx(sum(b) / 5 - sum(a) / 4)
-    assert (low, high) == pytest.approx((ci.low, ci.high))
-    # equal variances and sizes: Welch's dof is 2n-2, so t(0.975, 4) * sqrt(2 s^2 / n)
-    diff, low, high = stats.welch_interval([1, 2, 3], [2, 3, 4])
-    assert diff == 1 and high - diff == pytest.approx(2.7764451 * math.sqrt(2 * 1 / 3))
 
 
 def tuning_sweep(root, test=TEST):

@@ -24,11 +24,7 @@ from slopestudy.grouping import METRICS, group_keys, group_keys_of, per_cell_nui
 from slopestudy.model import theory_decay_per_layer
 from slopestudy.probes import fit_decay, grad_ratio
 from slopestudy.records import DONE, lock_holder, read_run
-
-# A run "never learned" when its final validation accuracy (test accuracy where there is no
-# validation split) stays below this, about twice chance (0.1135 on MNIST). Such runs and
-# diverged ones are failures: counted as k/n, never averaged into an accuracy.
-NEVER_LEARNED = 0.2
+from slopestudy.stats import NEVER_LEARNED
 
 
 # --- one run ---------------------------------------------------------------------------------
@@ -148,10 +144,10 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     return agg
 
 
-def failed(df: pd.DataFrame) -> pd.Series:
-    """Diverged, or never learned (final val accuracy < NEVER_LEARNED; test where no val)."""
+def failed(df: pd.DataFrame, threshold: float = NEVER_LEARNED) -> pd.Series:
+    """Diverged, or never learned (final val accuracy < threshold; test where no val)."""
     acc = df["val_acc"].fillna(df["test_acc"]) if "val_acc" in df else df["test_acc"]
-    return (df["status"] == "diverged") | ~(acc >= NEVER_LEARNED)
+    return pd.Series(~stats.learned(acc, df["status"] == "diverged", threshold), index=df.index)
 
 
 def accuracy_ci(df: pd.DataFrame) -> pd.DataFrame:
@@ -487,8 +483,9 @@ def write_tables(s: Summary, tune_key: str | None = None) -> None:
         tuning_scores(s.runs, tune_key).to_csv(s.out_dir / "tuning_scores.csv", index=False)
         md += [f"## {tune_key} chosen per cell on validation accuracy", "",
                "val/test accuracy at the chosen value: mean [95 % t-interval] over the seeds that "
-               "learned; failures = diverged or never learned (val acc < 0.2) of n. Test accuracy "
-               "is shown, never used to choose. at_edge: the best value is at the grid's edge.", "",
+               f"learned; failures = diverged or never learned (val acc < {NEVER_LEARNED}) of n. "
+               "Test accuracy is shown, never used to choose. at_edge: the best value is at the "
+               "grid's edge.", "",
                tuned_markdown(s.tuned, tune_key), ""]  # fmt: skip
     if not s.ci.empty:
         s.ci.to_csv(s.out_dir / "accuracy_ci.csv", index=False)
