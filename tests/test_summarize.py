@@ -15,7 +15,9 @@ BASE = {"slope": 0.0, "depth": 4, "width": 32, "init": "pytorch", "seed": 0, "op
         "lr": 0.01, "epochs": 1, "data": {"name": "mnist", "root": "data", "train_size": None}}  # fmt: skip
 
 
-def make_run(sweep, name, status="completed", decay=0.3, acc=0.9, write_json=True, val=None, **overrides):
+def make_run(
+    sweep, name, status="completed", decay=0.3, acc=0.9, write_json=True, val=None, val_loss=0.3, **overrides
+):
     cfg = {**BASE, **overrides}
     job = sweep / name
     (job / ".hydra").mkdir(parents=True)
@@ -35,7 +37,7 @@ def make_run(sweep, name, status="completed", decay=0.3, acc=0.9, write_json=Tru
         "final": {"test_acc": acc, "test_loss": 0.3, "train_loss": 0.2},
     }  # fmt: skip
     if val is not None:
-        run["final"].update(val_acc=val, val_loss=0.3)
+        run["final"].update(val_acc=val, val_loss=val_loss)
         run["history"][-1]["val_acc"] = val
     if status == "failed":
         run["error"] = "RuntimeError: boom"

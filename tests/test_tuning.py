@@ -1,5 +1,8 @@
 """Choosing a nuisance value per cell on validation data, and the intervals reported with it."""
 
+import math
+
+import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -34,6 +37,59 @@ def test_tune_picks_best_mean_validation_value_per_cell(tmp_path):
     assert (s.out_dir / "tuned.csv").exists()
     assert "lr chosen per cell" in (s.out_dir / "tables.md").read_text()
     assert s.tuned["failures"].tolist() == [0, 0]
+
+
+def test_the_margin_over_the_runner_up_is_published(tmp_path):
+    tuning_sweep(tmp_path)
+    row = summarize([tmp_path], figures=False, tune_key="lr").tuned.iloc[0]
+    assert row["chosen_by"] == "val_acc" and not row["untrainable_on_grid"]
+    assert row["runner_up"] == 0.001 and row["margin"] == pytest.approx(0.955 - 0.905)
+    assert row["val_loss"] == pytest.approx(0.3)
+
+
+def test_a_cell_where_no_lr_learns_takes_the_lowest_validation_loss_not_the_grid_edge(tmp_path):
+    # Every lr stays at chance with the same val accuracy: the old rule gave the tie to the
+    # smallest lr. The loss decides; a diverged run (its last loss was low) counts as infinite.
+    losses = {0.001: 2.302, 0.01: 2.25, 0.1: 2.29, 1.0: 0.5}
+    for lr, loss in losses.items():
+        for seed in (0, 1):
+            status = "diverged" if lr == 1.0 and seed == 0 else "completed"
+            make_run(tmp_path, f"lr={lr}/seed={seed}", lr=lr, seed=seed, val=0.1135, acc=0.1135,
+                     val_loss=loss + 0.001 * seed, status=status)  # fmt: skip
+    s = summarize([tmp_path], figures=False, tune_key="lr")
+    row = s.tuned.iloc[0]
+    assert row["lr"] == 0.01 and row["untrainable_on_grid"]
+    assert row["chosen_by"] == "val_loss (untrainable on grid)"
+    assert row["runner_up"] == 0.1 and row["val_loss"] == pytest.approx(2.2505)
+    assert row["failures"] == row["n"] == 2
+    assert any(n.startswith("UNTRAINABLE: slope=0.0, depth=4: no lr of") for n in s.notes)
+    table = pd.read_csv(s.out_dir / "tuned.csv")
+    assert list(table.columns[:4]) == ["slope", "depth", "tuned_key", "lr"]  # config.apply_tuned's contract
+    assert bool(table["untrainable_on_grid"].iloc[0]) and table["runner_up"].iloc[0] == 0.1
+
+
+def test_a_tie_on_validation_accuracy_goes_to_the_lower_validation_loss(tmp_path):
+    # Two lrs learn equally well (the same val accuracy); the larger one has the lower loss.
+    # Grid order would pick 0.01; the loss picks 0.1, in either order of the folders.
+    for lr, loss in {0.01: 0.40, 0.1: 0.20, 1.0: 0.9}.items():
+        for seed in (0, 1):
+            make_run(tmp_path, f"lr={lr}/seed={seed}", lr=lr, seed=seed, val=0.95 if lr < 1 else 0.5,
+                     val_loss=loss)  # fmt: skip
+    row = summarize([tmp_path], figures=False, tune_key="lr").tuned.iloc[0]
+    assert row["lr"] == 0.1 and row["chosen_by"] == "val_loss (tie on val_acc)"
+    assert row["runner_up"] == 0.01 and row["margin"] == 0 and not row["untrainable_on_grid"]
+
+
+def test_rank_values_orders_divergence_before_loss_when_nothing_learns():
+    from slopestudy.summarize import rank_values
+
+    inf, no = math.inf, False
+    runs = pd.DataFrame({"slope": [0.0] * 6, "lr": [0.1, 0.1, 0.2, 0.2, 0.05, 0.05],
+                         "score": [0.1, 0.0, 0.0, 0.0, 0.1, 0.1], "loss": [2.0, inf, inf, inf, 2.3, 2.3],
+                         "learned": [no] * 6, "diverged": [no, True, True, True, no, no]})  # fmt: skip
+    ranked = rank_values(runs, ["slope"], "lr")
+    assert ranked["lr"].tolist() == [0.05, 0.1, 0.2]  # never diverged, half diverged, always diverged
+    assert set(ranked["chosen_by"]) == {"val_loss (untrainable on grid)"}
 
 
 def test_tune_never_reads_test_accuracy(tmp_path):

@@ -259,11 +259,11 @@ def phase_boundary(agg: pd.DataFrame) -> pd.DataFrame:
 
 
 def tune(df: pd.DataFrame, key: str) -> pd.DataFrame:
-    """Per cell (the other differing keys, seeds pooled): the value of `key` with the best mean
-    validation accuracy. Diverged runs score 0, so a value that sometimes diverges loses.
-
-    The choice sees only the cell's keys, `key` and the validation score: test columns are
-    not in the frame it chooses from. Returns one row per cell (tuned.csv)."""
+    """Per cell (the other differing keys, seeds pooled): the value of `key` to train it at,
+    chosen by `rank_values` on validation data only (test columns are not in the frame it
+    chooses from). Returns one row per cell (tuned.csv): the cell keys, `tuned_key`, the chosen
+    value and what it scored, then how it was chosen (`untrainable_on_grid`, `chosen_by`), the
+    runner-up and the margin over it."""
     keys = group_keys(df)
     if key not in keys:
         raise ValueError(f"--tune {key}: {key} does not vary within any cell of these runs")
@@ -271,27 +271,47 @@ def tune(df: pd.DataFrame, key: str) -> pd.DataFrame:
     if "val_acc" not in ok or ok["val_acc"].isna().all():
         raise ValueError("--tune needs validation accuracy: these runs have no validation split")
     cell_keys = [k for k in keys if k != key]
-    score = tuning_score(ok)
-    choose_from = ok[cell_keys + [key]].assign(score=score)  # no test column in here
-    chosen = choose(choose_from, cell_keys, key)
-    rows = []
-    for pick in chosen.to_dict("records"):  # records keep each column's type (4 stays 4)
-        cell = in_cell(ok, {k: pick[k] for k in cell_keys})
-        runs = ok[cell & (ok[key] == pick[key])].assign(failed=lambda d: failed(d))
-        learned = runs[~runs["failed"]]
-        grid = sorted(ok.loc[cell, key].unique())
-        row = {k: pick[k] for k in cell_keys}
-        row.update({"tuned_key": key, key: pick[key], "n": len(runs), "score": pick["score"]})
-        for metric in ("val_acc", "test_acc"):
-            mean, low, high = stats.t_interval(learned[metric])
-            row.update({metric: mean, f"{metric}_lo": low, f"{metric}_hi": high})
-        row.update(
-            failures=int(runs["failed"].sum()),
-            at_edge=len(grid) >= 3 and pick[key] in (grid[0], grid[-1]),
-            grid=",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in grid),
-        )
-        rows.append(row)
-    return pd.DataFrame(rows)
+    choose_from = ok[cell_keys + [key]].assign(  # no test column in here
+        score=tuning_score(ok), loss=tuning_loss(ok), learned=~failed(ok), diverged=ok["status"] == "diverged"
+    )
+    ranked = rank_values(choose_from, cell_keys, key)
+    return pd.DataFrame([_tuned_row(ok, part, cell_keys, key) for part in _cells(ranked, cell_keys)])
+
+
+def _cells(ranked: pd.DataFrame, cell_keys: list[str]) -> list[pd.DataFrame]:
+    """The ranked values of each cell (rank 1 first)."""
+    if not cell_keys:
+        return [ranked]
+    return [part for _, part in ranked.groupby(cell_keys, dropna=False, sort=True)]
+
+
+def _tuned_row(ok: pd.DataFrame, ranked: pd.DataFrame, cell_keys: list[str], key: str) -> dict:
+    """One row of tuned.csv from one cell's ranked values: the chosen value's runs (val and test
+    over the seeds that learned; test only shown) and the choice's margin over the runner-up."""
+    pick = {c: ranked[c].iloc[0] for c in ranked.columns}  # column by column: 4 stays an int
+    cell = in_cell(ok, {k: pick[k] for k in cell_keys})
+    runs = ok[cell & (ok[key] == pick[key])].assign(failed=lambda d: failed(d))
+    learned = runs[~runs["failed"]]
+    grid = sorted(ok.loc[cell, key].unique())
+    value = pick[key]
+    row = {k: pick[k] for k in cell_keys}
+    row.update({"tuned_key": key, key: value, "n": len(runs), "score": pick["score"]})
+    for metric in ("val_acc", "test_acc"):
+        mean, low, high = stats.t_interval(learned[metric])
+        row.update({metric: mean, f"{metric}_lo": low, f"{metric}_hi": high})
+    second = ranked.iloc[1] if len(ranked) > 1 else None
+    row.update(
+        failures=int(runs["failed"].sum()),
+        at_edge=len(grid) >= 3 and value in (grid[0], grid[-1]),
+        grid=",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in grid),
+        untrainable_on_grid=not ranked["learned"].any(),
+        chosen_by=pick["chosen_by"],
+        val_loss=pick["loss"],
+        runner_up=second[key] if second is not None else math.nan,
+        margin=pick["score"] - second["score"] if second is not None else math.nan,
+        runner_up_val_loss=second["loss"] if second is not None else math.nan,
+    )
+    return row
 
 
 def in_cell(df: pd.DataFrame, values: dict) -> pd.Series:
@@ -307,20 +327,64 @@ def tuning_score(runs: pd.DataFrame) -> pd.Series:
     return runs["val_acc"].where(runs["status"] != "diverged", 0.0).fillna(0.0)
 
 
-def choose(runs: pd.DataFrame, cell_keys: list[str], key: str) -> pd.DataFrame:
-    """Best mean score per cell; ties go to the smaller value (the more cautious choice)."""
-    means = runs.groupby([*cell_keys, key], dropna=False)["score"].mean().reset_index()
-    means = means.sort_values([*cell_keys, "score", key], ascending=[True] * len(cell_keys) + [False, True])
-    return means.groupby(cell_keys, dropna=False).head(1) if cell_keys else means.head(1)
+def tuning_loss(runs: pd.DataFrame) -> pd.Series:
+    """What breaks a tie: final validation loss, infinite for a diverged run (or none)."""
+    loss = runs["val_loss"] if "val_loss" in runs else pd.Series(math.nan, index=runs.index)
+    return loss.where(runs["status"] != "diverged", math.inf).fillna(math.inf)
+
+
+# Mean scores equal to this many decimals are a tie (within noise: the same number of the same
+# validation examples right, to far below one example in 10 000).
+TIE_DECIMALS = 9
+RANK_COLUMNS = ("score", "loss", "learned", "n", "diverged_share", "finite_loss", "chosen_by")
+
+
+def rank_values(runs: pd.DataFrame, cell_keys: list[str], key: str) -> pd.DataFrame:
+    """Every value of `key` per cell, best first (columns: the keys and RANK_COLUMNS).
+
+    - A cell where some run learned: the best mean score (validation accuracy, diverged = 0);
+      a tie (scores equal to TIE_DECIMALS) goes to the lowest mean validation loss.
+    - A cell where no run at any value learned (all at chance or diverged): untrainable on the
+      grid; the value with the lowest mean validation loss.
+    The loss order: diverged runs count as infinite loss, so a value that never diverged comes
+    first; values that diverged are ordered by how often, then by the loss of their other runs.
+    Grid order decides nothing unless all of that is exactly equal (then the smaller value)."""
+    runs = runs.assign(finite_loss=runs["loss"].where(~runs["diverged"]))
+    g = runs.groupby([*cell_keys, key], dropna=False)
+    table = g.agg(score=("score", "mean"), loss=("loss", "mean"), learned=("learned", "sum"),
+                  n=("score", "size"), diverged_share=("diverged", "mean"),
+                  finite_loss=("finite_loss", "mean")).reset_index()  # fmt: skip
+    if cell_keys:
+        trainable = table.groupby(cell_keys, dropna=False)["learned"].transform("sum") > 0
+    else:
+        trainable = pd.Series(table["learned"].sum() > 0, index=table.index)
+    rounded = table["score"].round(TIE_DECIMALS).where(trainable, 0.0)
+    order = table.assign(_s=-rounded, _f=table["finite_loss"].fillna(math.inf))
+    order = order.sort_values([*cell_keys, "_s", "diverged_share", "_f", key], kind="stable")
+    order["chosen_by"] = _chosen_by(order, cell_keys, trainable)
+    return order.drop(columns=["_s", "_f"]).reset_index(drop=True)
+
+
+def _chosen_by(order: pd.DataFrame, cell_keys: list[str], trainable: pd.Series) -> list[str]:
+    """Per row: why the first value of its cell won: val_acc, a val_loss tie-break, or untrainable."""
+    groups = order.groupby(cell_keys, dropna=False, sort=False) if cell_keys else [((), order)]
+    reason = pd.Series("", index=order.index)
+    for _, part in groups:
+        if not trainable[part.index[0]]:
+            reason[part.index] = "val_loss (untrainable on grid)"
+        elif len(part) > 1 and part["_s"].iloc[0] == part["_s"].iloc[1]:
+            reason[part.index] = "val_loss (tie on val_acc)"
+        else:
+            reason[part.index] = "val_acc"
+    return reason.tolist()
 
 
 def tuning_scores(df: pd.DataFrame, key: str) -> pd.DataFrame:
     """Mean validation score per cell and value of `key`: the curve the choice was read off."""
     keys = group_keys(df)
     ok = df[df["status"].isin(DONE)]
-    score = tuning_score(ok)
     cell_keys = [k for k in keys if k != key]
-    table = ok[keys].assign(score=score).groupby(keys)["score"].mean().unstack(key)
+    table = ok[keys].assign(score=tuning_score(ok)).groupby(keys)["score"].mean().unstack(key)
     table.columns = [f"{key}={v:g}" for v in table.columns]
     return table.reset_index() if cell_keys else table
 
@@ -434,14 +498,7 @@ def summarize(
         summary.phase = phase_boundary(summary.agg)
     if tune_key:
         summary.tuned = tune(df, tune_key)
-        edges = summary.tuned[summary.tuned["at_edge"]]
-        for _, r in edges.iterrows():
-            cell = ", ".join(
-                f"{k}={r[k]}" for k in summary.tuned.columns[: list(summary.tuned).index("tuned_key")]
-            )
-            summary.notes.append(
-                f"EDGE: {cell}: best {tune_key}={r[tune_key]:g} is at the edge of {r['grid']}"
-            )
+        summary.notes += tuning_notes(summary.tuned, tune_key)
     write_tables(summary, tune_key)
     images = {}
     if figures and not summary.agg.empty:
@@ -485,7 +542,10 @@ def write_tables(s: Summary, tune_key: str | None = None) -> None:
                "val/test accuracy at the chosen value: mean [95 % t-interval] over the seeds that "
                f"learned; failures = diverged or never learned (val acc < {NEVER_LEARNED}) of n. "
                "Test accuracy is shown, never used to choose. at_edge: the best value is at the "
-               "grid's edge.", "",
+               "grid's edge. Chosen by the best mean val accuracy (diverged = 0); a tie, by the lowest "
+               "mean val loss (diverged = infinite); a cell where no run learned (untrainable on the "
+               "grid), by the lowest mean val loss. margin: the chosen value's mean val accuracy "
+               "minus the runner-up's.", "",
                tuned_markdown(s.tuned, tune_key), ""]  # fmt: skip
     if not s.ci.empty:
         s.ci.to_csv(s.out_dir / "accuracy_ci.csv", index=False)
@@ -542,6 +602,23 @@ def write_tables(s: Summary, tune_key: str | None = None) -> None:
     (s.out_dir / "tables.md").write_text(s.markdown)
 
 
+def tuning_notes(tuned: pd.DataFrame, key: str) -> list[str]:
+    """EDGE: the chosen value is at an edge of its grid; UNTRAINABLE: no value of the grid
+    learned (chosen by validation loss); TIE: the best accuracy was tied (broken by loss)."""
+    notes = []
+    for _, r in tuned.iterrows():
+        cell = ", ".join(f"{k}={r[k]}" for k in tuned_cell_keys(tuned))
+        if r["untrainable_on_grid"]:
+            notes.append(f"UNTRAINABLE: {cell}: no {key} of {r['grid']} learned (val acc < {NEVER_LEARNED} "
+                         f"or diverged); {key}={r[key]:g} has the lowest validation loss")  # fmt: skip
+        elif r["chosen_by"] != "val_acc":
+            notes.append(f"TIE: {cell}: {key}={r[key]:g} and {r['runner_up']:g} tie on validation "
+                         f"accuracy; {r[key]:g} has the lower validation loss")  # fmt: skip
+        if r["at_edge"]:
+            notes.append(f"EDGE: {cell}: best {key}={r[key]:g} is at the edge of {r['grid']}")
+    return notes
+
+
 def tuned_cell_keys(tuned: pd.DataFrame) -> list[str]:
     """tuned.csv's cell keys: its columns before `tuned_key` (config.apply_tuned reads it so)."""
     return list(tuned.columns[: list(tuned.columns).index("tuned_key")])
@@ -555,6 +632,10 @@ def tuned_markdown(tuned: pd.DataFrame, key: str) -> str:
     show["test acc"] = [stats.fmt_ci(*r) for r in tuned[["test_acc", "test_acc_lo", "test_acc_hi"]].values]
     show["failures"] = [f"{f}/{n}" for f, n in tuned[["failures", "n"]].values]
     show["at edge"] = tuned["at_edge"].map({True: "EDGE", False: ""})
+    show["chosen by"] = tuned["chosen_by"]
+    show["runner-up (margin)"] = [
+        "–" if pd.isna(v) else f"{v:g} ({m:+.3f})" for v, m in tuned[["runner_up", "margin"]].values
+    ]
     show["grid"] = tuned["grid"]
     return show.to_markdown(index=False)
 
