@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from slopestudy.records import DONE
-from slopestudy.stats import fmt_ci
+from slopestudy.stats import fmt_ci, fmt_p
 from slopestudy.summarize import NEVER_LEARNED, failed
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -111,7 +111,8 @@ def final_section(opt: str) -> list[str]:
     if vs.exists():
         d = order(pd.read_csv(vs), runs["init"])
         diff = grid(d, lambda r: fmt_ci(r["d_test_acc"], r["d_test_acc_lo"], r["d_test_acc_hi"]))
-        none = int(d["d_test_acc"].isna().sum())  # no run learned on one side: nothing to compare
+        none = int(d["d_test_acc"].isna().sum())  # a failure on either side: Fisher's test instead
+        holm = _holm_sentence(d)
         d = d.dropna(subset=["d_test_acc"])
         resolved = d[(d["d_test_acc_lo"] > 0) | (d["d_test_acc_hi"] < 0)]
         bound = d[["d_test_acc_lo", "d_test_acc_hi"]].abs().max(axis=1)
@@ -121,9 +122,14 @@ def final_section(opt: str) -> list[str]:
             diff,
             "",
             f"Intervals that exclude 0: {len(resolved)} of {len(d)}"
-            + (f" ({none} cells without a run that learned on one side: –)" if none else "")
+            + (
+                f" ({none} cells with a failure on either side, compared by Fisher's test on the learned "
+                "rates instead: –)"
+                if none
+                else ""
+            )
             + ". The largest |difference| any "
-            f"interval allows: {bound.max():.3f}; the median of those bounds: {bound.median():.3f}.",
+            f"interval allows: {bound.max():.3f}; the median of those bounds: {bound.median():.3f}.{holm}",
             "",
         ]
     runs = runs[runs["status"].isin(DONE) & ~failed(runs)]
@@ -138,6 +144,19 @@ def final_section(opt: str) -> list[str]:
         "",
     ]
     return out
+
+
+def _holm_sentence(d: pd.DataFrame) -> str:
+    """' After Holm ...': the differences that survive the correction over the table's tests."""
+    if "p_holm" not in d:  # a summary written before the tests were added
+        return ""
+    tests = d.dropna(subset=["p"])
+    survive = tests[tests["resolved"]]
+    cells = "; ".join(f"{r['init']} depth {r['depth']} a={r['slope']:g} ({r['test']}, Holm p "
+                      f"{fmt_p(r['p_holm'])})" for _, r in survive.iterrows())  # fmt: skip
+    return (f" Raw p < 0.05 in {int((tests['p'] < 0.05).sum())} of {len(tests)} tests (Welch where neither "
+            f"side failed, else Fisher); after Holm's correction over all {len(tests)}, {len(survive)} "
+            f"resolved" + (f": {cells}." if cells else "."))  # fmt: skip
 
 
 def long_section() -> list[str]:

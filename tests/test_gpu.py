@@ -47,9 +47,9 @@ def test_resumed_gpu_run_matches_an_uninterrupted_one(tiny_root, tmp_path):
     args = ["depth=3", "epochs=4", "log_every=2", "seed=3", "device=cuda"]
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
     assert train(tiny_root, *args, f"hydra.run.dir={ref_dir}").returncode == 0
-    proc = start_paused(tiny_root, *args, f"hydra.run.dir={run_dir}", epoch=2)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=120)
+    child = start_paused(tiny_root, *args, f"hydra.run.dir={run_dir}", epoch=2)
+    child.send_signal(signal.SIGKILL)
+    child.finish()
     resumed = train(tiny_root, *args, f"hydra.run.dir={run_dir}")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     a, b = load(run_dir / "run.json"), load(ref_dir / "run.json")

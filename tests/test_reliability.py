@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import subprocess
 import sys
 from importlib.metadata import version
 
@@ -13,7 +12,7 @@ import torch
 from slopestudy.loop import PAUSE_ENV, PAUSED_MESSAGE
 from slopestudy.summarize import summarize
 
-from .conftest import ROOT
+from .conftest import ROOT, Child, run_child
 
 TINY = [
     "width=16",
@@ -29,10 +28,8 @@ def train(tiny_root, *args, multirun=False, wait=True, extra_env=None, **kw):
     cmd = [sys.executable, "train.py", *(["-m"] if multirun else []), *TINY, *args]
     env = {**os.environ, "SLOPESTUDY_DATA": str(tiny_root), **(extra_env or {})}
     if not wait:
-        return subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, **kw)
+        return Child(cmd, cwd=ROOT, env=env)
+    return run_child(cmd, cwd=ROOT, env=env, **kw)
 
 
 def load(path):
@@ -91,33 +88,44 @@ def test_rerun_skips_completed_and_reruns_failed(tiny_root, sweep_dir):
 def start_paused(tiny_root, *args, epoch=3):
     """Start a run that stops after `epoch` (fault injection) and return it once it says so.
 
-    Reading its output line by line waits for the event itself, however fast or slow the
-    machine: no sleeping, no deadline to race."""
-    env = {PAUSE_ENV: str(epoch)}
-    proc = train(tiny_root, *args, wait=False, extra_env=env)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if f"{PAUSED_MESSAGE} {epoch}" in line:
-            return proc
-    proc.wait()
-    raise AssertionError("the run ended before it paused:\n" + "".join(seen))
+    Waiting for the line waits for the event itself, however fast or slow the machine; the run
+    blocks its stop signals before printing it, so a signal sent now cannot be lost."""
+    child = train(tiny_root, *args, wait=False, extra_env={PAUSE_ENV: str(epoch)})
+    child.wait_for(f"{PAUSED_MESSAGE} {epoch}")
+    return child
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def timeless(history):
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+# status in run.json and exit code after each signal: SIGKILL leaves "running" (nothing can
+# run), SIGINT and SIGTERM end the run cleanly with 128 + the signal number.
+AFTER_SIGNAL = {
+    signal.SIGKILL: ("running", -signal.SIGKILL),
+    signal.SIGINT: ("interrupted", 130),
+    signal.SIGTERM: ("interrupted", 143),
+}
+
+
+@pytest.mark.parametrize("sig", list(AFTER_SIGNAL), ids=lambda s: s.name)
 def test_killed_run_leaves_readable_files_and_resumes_identically(tiny_root, tmp_path, sig):
     args = ["depth=3", "epochs=6", "log_every=2", "seed=3"]
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
     assert train(tiny_root, *args, f"hydra.run.dir={ref_dir}").returncode == 0
-    proc = start_paused(tiny_root, *args, f"hydra.run.dir={run_dir}", epoch=3)
-    proc.send_signal(sig)
-    proc.communicate(timeout=120)
+    child = start_paused(tiny_root, *args, f"hydra.run.dir={run_dir}", epoch=3)
+    child.send_signal(sig)
+    status, code = AFTER_SIGNAL[sig]
+    assert child.finish() == code, child.output
     record = load(run_dir / "run.json")  # valid JSON whenever the process died
-    assert record["status"] == ("running" if sig == signal.SIGKILL else "interrupted")
+    assert record["status"] == status
     assert record["epochs_done"] == 3
     s = summarize([run_dir], figures=False)
     assert s.runs["status"].tolist() == ["interrupted"]
     torch.load(run_dir / "checkpoint.pt", weights_only=True)  # loads safely
+    if sig != signal.SIGKILL:  # the events were flushed: the last epoch's accuracy is readable
+        assert f"interrupted by {sig.name}" in child.output
+        assert tb_scalars(run_dir, "5_acc/test")[-1] == record["history"][-1]["test_acc"]
 
     proc = train(tiny_root, *args, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -125,11 +133,39 @@ def test_killed_run_leaves_readable_files_and_resumes_identically(tiny_root, tmp
     resumed, ref = load(run_dir / "run.json"), load(ref_dir / "run.json")
     assert resumed["status"] == "completed" and resumed["resumed_at_step"]
     assert resumed["final"] == ref["final"]  # bit-identical to the uninterrupted run
-
-    def timeless(history):
-        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
-
     assert timeless(resumed["history"]) == timeless(ref["history"])
+
+
+def tb_scalars(run_dir, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [pytest.approx(e.value, rel=1e-6) for e in acc.Scalars(tag)]
+
+
+def test_signals_reach_the_run_when_pytest_itself_ignores_sigint(tiny_root, tmp_path):
+    """What a background job of a script sees: SIGINT ignored, inherited by every child. The
+    test helpers restore the default disposition, so the run still stops on SIGINT; and a run
+    that really inherits an ignored SIGINT keeps ignoring it (and still stops on SIGTERM)."""
+    args = ["depth=3", "epochs=4", "seed=1"]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        child = start_paused(tiny_root, *args, f"hydra.run.dir={tmp_path / 'a'}", epoch=1)
+        child.send_signal(signal.SIGINT)
+        assert child.finish() == 130, child.output
+        env = {**os.environ, "SLOPESTUDY_DATA": str(tiny_root), PAUSE_ENV: "1"}
+        cmd = [sys.executable, "train.py", *TINY, *args, f"hydra.run.dir={tmp_path / 'b'}"]
+        # started without the helper's reset: SIGINT stays ignored in the run
+        ignoring = Child(cmd, reset_signals=False, cwd=ROOT, env=env)
+        ignoring.wait_for(PAUSED_MESSAGE)
+        ignoring.send_signal(signal.SIGINT)  # dropped
+        ignoring.send_signal(signal.SIGTERM)  # ends it: 143, not SIGINT's 130
+        assert ignoring.finish() == 143, ignoring.output
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert load(tmp_path / "a" / "run.json")["status"] == "interrupted"
+    assert load(tmp_path / "b" / "run.json")["status"] == "interrupted"
 
 
 def test_second_process_on_a_job_folder_leaves_it_alone(tiny_root, tmp_path):
@@ -144,7 +180,6 @@ def test_second_process_on_a_job_folder_leaves_it_alone(tiny_root, tmp_path):
     # In a summary the held folder reads as running, not as interrupted.
     assert summarize([tmp_path / "run"], figures=False).runs["status"].tolist() == ["running"]
     first.kill()  # SIGKILL: the OS drops the lock with the process
-    first.communicate(timeout=120)
     again = train(tiny_root, *args)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "resumed after epoch 1" in again.stdout and load(run_json)["status"] == "completed"
@@ -157,7 +192,6 @@ def test_multirun_skips_a_job_held_by_another_process(tiny_root, sweep_dir):
     first = start_paused(tiny_root, "depth=3", f"hydra.run.dir='{job}'", "epochs=2", epoch=1)
     proc = train(tiny_root, "depth=2,3", *sweep, multirun=True)
     first.kill()
-    first.communicate(timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 job(s) skipped, in use by another process" in proc.stdout and f"pid {first.pid}" in proc.stdout
     assert load(sweep_dir / name.format(2) / "seed=0" / "run.json")["status"] == "completed"
@@ -183,7 +217,7 @@ def test_altered_data_file_fails_md5_with_the_file_named(tiny_root, tmp_path):
         f"data.root={tiny_root}",
         f"hydra.run.dir={tmp_path}",
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = run_child(cmd, timeout=120, cwd=ROOT)
     assert proc.returncode != 0
     assert "train-images-idx3-ubyte fails its MD5 check" in proc.stdout + proc.stderr
 

@@ -150,3 +150,22 @@ def test_plateau_columns_are_the_val_gain_over_the_second_half_and_the_last_epoc
     row = summarize([tmp_path], figures=False).runs.iloc[0]
     assert row["val_gain_last_half"] == pytest.approx(0.9 - 0.7)  # epoch 3 -> 6
     assert row["val_gain_last_epoch"] == pytest.approx(0.9 - 0.85)  # epoch 5 -> 6
+
+
+def test_accuracy_ci_reports_k_of_n_with_its_exact_interval_the_median_and_the_second_threshold(tmp_path):
+    # Adam a=0.2 depth 30 as published: four runs "learned" at 0.2, only one of them at 0.5
+    for seed, val in enumerate([0.213, 0.383, 0.472, 0.922, 0.11]):
+        make_run(tmp_path, f"seed={seed}", seed=seed, val=val, acc=val)
+    s = summarize([tmp_path], figures=False)
+    row = s.ci.iloc[0]
+    assert (row["n"], row["failures"], row["learned"], row["failures_at_0.5"]) == (5, 1, 4, 4)
+    assert (row["learned_lo"], row["learned_hi"]) == pytest.approx((0.2836, 0.9949), abs=1e-4)
+    assert row["test_acc_median"] == pytest.approx(0.383)  # of all five runs
+    assert row["test_acc"] == pytest.approx((0.213 + 0.383 + 0.472 + 0.922) / 4)  # of the four that learned
+    assert "4/5 [0.28, 0.99]: 0.49" in (s.out_dir / "tables.md").read_text()
+    assert "; median 0.383; 1/5 at 0.5 |" in (s.out_dir / "tables.md").read_text()
+    assert set(pd.read_csv(s.out_dir / "accuracy_ci.csv").columns) >= {
+        "learned",
+        "learned_lo",
+        "failures_at_0.5",
+    }

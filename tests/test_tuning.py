@@ -142,16 +142,25 @@ def test_tuned_csv_sets_each_cells_value(tmp_path):
 
 
 def test_a_per_cell_lr_is_not_an_axis_and_slopes_compare_to_slope0(tmp_path):
-    # A final sweep: each slope at its own tuned lr; 3 seeds; slope 0.2 is 0.02 better.
-    for slope, lr in ((0.0, 0.01), (0.2, 0.02)):
-        for seed, noise in enumerate((-0.001, 0.0, 0.001)):
-            make_run(tmp_path, f"slope={slope}/seed={seed}", slope=slope, lr=lr, seed=seed,
-                     val=0.9 + slope / 10 + noise, acc=0.9 + slope / 10 + noise)  # fmt: skip
-    make_run(tmp_path, "slope=0.2/seed=3", slope=0.2, lr=0.02, seed=3, val=0.11, acc=0.11)  # never learned
+    # A final sweep: each slope at its own tuned lr; 3 seeds; slope 0.2 is 0.02 better at depth
+    # 4; at depth 6 one slope-0.2 run never learned, so that cell is compared by its learned rate.
+    for depth in (4, 6):
+        for slope, lr in ((0.0, 0.01), (0.2, 0.02)):
+            for seed, noise in enumerate((-0.001, 0.0, 0.001)):
+                acc = 0.9 + slope / 10 + noise
+                make_run(tmp_path, f"d={depth},slope={slope}/seed={seed}", slope=slope, lr=lr, seed=seed,
+                         depth=depth, val=acc, acc=acc)  # fmt: skip
+    make_run(tmp_path, "d=6,slope=0.2/seed=3", slope=0.2, lr=0.02, seed=3, depth=6, val=0.11, acc=0.11)
     s = summarize([tmp_path], figures=False)
     assert "lr" not in s.agg.attrs["group_keys"] and set(s.agg["lr"]) == {0.01, 0.02}
-    row = s.vs_base.iloc[0]
-    assert row["slope"] == 0.2 and row["failures"] == 1 and row["n"] == 4 and row["failures_base"] == 0
-    assert row["d_test_acc"] == pytest.approx(0.02)  # the never-learned run is not averaged in
-    assert row["d_test_acc_lo"] > 0.0  # resolved: the interval excludes 0
-    assert "1/4 failed" in (s.out_dir / "tables.md").read_text()
+    welch, fisher = s.vs_base.set_index("depth").loc[4], s.vs_base.set_index("depth").loc[6]
+    assert welch["slope"] == 0.2 and welch["test"] == "welch" and welch["d_test_acc"] == pytest.approx(0.02)
+    assert welch["d_test_acc_lo"] > 0.0 and welch["p"] < 0.001 and welch["resolved"]
+    # a failure on one side: no mean difference (bimodal), Fisher's test of 3/4 against 3/3
+    assert fisher["failures"] == 1 and fisher["n"] == 4 and fisher["failures_base"] == 0
+    assert math.isnan(fisher["d_test_acc"]) and fisher["test"] == "fisher" and fisher["p"] == 1.0
+    assert fisher["d_learned"] == pytest.approx(-0.25) and not fisher["resolved"]
+    assert s.vs_base["p_holm"].tolist() == pytest.approx([min(1, 2 * welch["p"]), 1.0])  # Holm, m = 2
+    md = (s.out_dir / "tables.md").read_text()
+    assert "3/4 [0.19, 0.99]: 0.920 [0.918, 0.922]; median 0.919" in md
+    assert "| 3/4 / 3/3" in md and "over the table's 2 tests" in md

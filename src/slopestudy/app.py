@@ -13,7 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from slopestudy.config import ConfigError, as_plain_dict, to_study_config
-from slopestudy.loop import Run, report
+from slopestudy.loop import Interrupted, Run, report
 from slopestudy.records import DONE, RUN_JSON, FolderLock, read_run, same_config, write_json_atomic
 
 log = logging.getLogger("slopestudy")
@@ -51,6 +51,11 @@ def run_job(cfg: DictConfig) -> float | None:
         return None
     try:
         return run_locked(cfg, study_cfg, out_dir, multirun)
+    except Interrupted as e:
+        # The run recorded `interrupted` and kept its checkpoint; a sweep stops here too, and
+        # the exit code says which signal (130 SIGINT, 143 SIGTERM). A rerun resumes it.
+        print(f"interrupted by {e}: {out_dir} keeps its last checkpoint; rerun to resume", file=sys.stderr)
+        raise SystemExit(e.exit_code) from None
     finally:
         lock.release()
 

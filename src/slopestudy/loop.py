@@ -6,9 +6,12 @@ import json
 import logging
 import math
 import os
+import select
 import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -58,18 +61,78 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.
     return torch.stack([loss_sum, correct]) / len(x)
 
 
+# --- signals: SIGINT (Ctrl-C) and SIGTERM (`kill`, a scheduler) end a run the same way --------
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(BaseException):
+    """A stop signal arrived: the run records `interrupted`, keeps its last checkpoint and ends
+    with exit code 128 + signal number (130 for SIGINT, 143 for SIGTERM), as shells report it.
+    A BaseException, like KeyboardInterrupt: no `except Exception` may swallow it."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def _ignored(sig: int) -> bool:
+    # A shell without job control starts background commands with SIGINT ignored (POSIX), so
+    # Ctrl-C in the terminal does not reach them; a run keeps such a disposition.
+    return signal.getsignal(sig) is signal.SIG_IGN
+
+
+@contextmanager
+def stop_on_signals():
+    """While the block runs, SIGINT and SIGTERM raise Interrupted once; a second signal during
+    the cleanup that follows is ignored, so run.json and the events are always written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers (KeyboardInterrupt still works there)
+        return
+
+    def stop(signum, _frame):
+        for sig in handled:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    handled = [sig for sig in STOP_SIGNALS if not _ignored(sig)]
+    previous = {sig: signal.signal(sig, stop) for sig in handled}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 # Fault injection, for tests only: with this variable set to N, a run stops after epoch N's
-# checkpoint and run.json are written, logs PAUSED_MESSAGE and waits until a signal ends it.
+# checkpoint and run.json are written, logs PAUSED_MESSAGE and waits until a stop signal ends it.
 # A test then kills it at a point it controls, however fast or slow the machine is.
 PAUSE_ENV = "SLOPESTUDY_PAUSE_AFTER_EPOCH"
 PAUSED_MESSAGE = "paused after epoch"
 
 
 def pause_if_asked(epoch: int) -> None:
-    if os.environ.get(PAUSE_ENV) == str(epoch):
+    if os.environ.get(PAUSE_ENV) != str(epoch):
+        return
+    # Wait on a pipe that Python's signal machinery writes to (set_wakeup_fd) rather than in
+    # signal.pause(): a signal that arrives after the "paused" line but before the wait, or that
+    # the kernel hands to another thread (torch and TensorBoard run their own), leaves a byte in
+    # the pipe, so the wait never misses it. The handler of stop_on_signals then raises here.
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    try:
         log.warning("%s %d (%s is set): waiting for a signal", PAUSED_MESSAGE, epoch, PAUSE_ENV)
         while True:
-            signal.pause()  # SIGINT raises KeyboardInterrupt here; SIGKILL ends the process
+            select.select([read_end], [], [])
+            os.read(read_end, 64)  # an ignored signal writes nothing; any other ends the wait
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(read_end)
+        os.close(write_end)
 
 
 class Run:
@@ -209,13 +272,16 @@ class Run:
         # purge_step hides events a killed run wrote after its last checkpoint.
         self.logger = RunLogger(self.out_dir, self.hparams, purge_step=self.step if resumed else None)
         self.save()
-        try:
-            self._train(resumed)
-        except KeyboardInterrupt:
-            self.record["status"] = "interrupted"
-            raise
-        finally:
-            self.finish()
+        with stop_on_signals():
+            try:
+                self._train(resumed)
+            except (Interrupted, KeyboardInterrupt) as e:
+                log.warning("stopped by %s after epoch %d: status interrupted, checkpoint kept",
+                            e or "SIGINT", self.record["epochs_done"])  # fmt: skip
+                self.record["status"] = "interrupted"
+                raise
+            finally:
+                self.finish()
         return self.record
 
     # --- checkpoints: written at every epoch end, so a killed run resumes where it was -----
@@ -249,7 +315,7 @@ class Run:
             return False
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.batch_gen.set_state(state["batch_gen"])
+        self.batch_gen.set_state(state["batch_gen"].cpu())  # map_location moved it; a Generator wants CPU
         self.step = state["step"]
         self.record = {**record, "status": "running", "env": self.record["env"], "threads": self.threads}
         self.record["resumed_at_step"] = [*record.get("resumed_at_step", []), self.step]

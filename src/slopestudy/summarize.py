@@ -150,9 +150,14 @@ def failed(df: pd.DataFrame, threshold: float = NEVER_LEARNED) -> pd.Series:
     return pd.Series(~stats.learned(acc, df["status"] == "diverged", threshold), index=df.index)
 
 
+SENSITIVITY = f"failures_at_{stats.SECOND_THRESHOLD:g}"  # the failure count at the second threshold
+
+
 def accuracy_ci(df: pd.DataFrame) -> pd.DataFrame:
-    """Per cell: failures k/n, and mean with a 95 % t-interval over the seeds that learned, of
-    validation and test accuracy (and of the plateau check, val gain over the last half)."""
+    """Per cell: k/n learned with its exact (Clopper–Pearson) interval, the failure count at
+    the second threshold, and per accuracy the median of all runs and the mean with a 95 %
+    t-interval over the runs that learned only (and of the plateau check, the val gain over the
+    last half). Outcomes are bimodal: the mean is only ever shown next to its k/n."""
     ok = df[df["status"].isin(DONE)].assign(failed=lambda d: failed(d))
     keys = group_keys(df)
     rows = []
@@ -161,18 +166,27 @@ def accuracy_ci(df: pd.DataFrame) -> pd.DataFrame:
         row = dict(zip(keys, cell if isinstance(cell, tuple) else (cell,), strict=True))
         for key in per_cell_nuisances(ok):
             row[key] = part[key].iloc[0]
-        row.update(n=len(part), failures=int(part["failed"].sum()))
+        _, low, high = stats.proportion_ci(len(learned), len(part))
+        row.update(n=len(part), failures=int(part["failed"].sum()), learned=len(learned), learned_lo=low,
+                   learned_hi=high)  # fmt: skip
+        row[SENSITIVITY] = int(failed(part, stats.SECOND_THRESHOLD).sum())
         for metric in ("val_acc", "test_acc", "val_gain_last_half"):
             if metric in part:
                 mean, low, high = stats.t_interval(learned[metric])
                 row.update({metric: mean, f"{metric}_lo": low, f"{metric}_hi": high})
+                if metric != "val_gain_last_half":
+                    row[f"{metric}_median"] = part[metric].median()
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def compare_to(df: pd.DataFrame, key: str = "slope", base: float = 0.0) -> pd.DataFrame:
-    """Each cell against the cell with key=base and the same other keys: the difference of mean
-    accuracy over the seeds that learned, with Welch's 95 % interval; failures side by side."""
+    """Each cell against the cell with key=base and the same other keys, a family of tests:
+    - neither side has a failure: the difference of mean accuracy with Welch's 95 % interval,
+      tested on test accuracy (`test` = welch);
+    - a failure on either side: the outcome is bimodal, so no mean difference; Fisher's exact
+      test of the two learned rates (`test` = fisher; d_learned is the rate difference).
+    p is raw, p_holm Holm-adjusted over every row; `resolved`: p_holm < stats.ALPHA."""
     ok = df[df["status"].isin(DONE)].assign(failed=lambda d: failed(d))
     keys = group_keys(df)
     if key not in keys or not (ok[key] == base).any():
@@ -184,18 +198,30 @@ def compare_to(df: pd.DataFrame, key: str = "slope", base: float = 0.0) -> pd.Da
         if row[key] == base:
             continue
         ref = ok[in_cell(ok, {**{k: row[k] for k in others}, key: base})]
-        if ref.empty:
-            continue
-        row.update(n=len(part), failures=int(part["failed"].sum()), n_base=len(ref),
-                   failures_base=int(ref["failed"].sum()))  # fmt: skip
-        for metric in ("val_acc", "test_acc"):
-            if metric in part:
-                diff, low, high = stats.welch_interval(
-                    ref.loc[~ref["failed"], metric], part.loc[~part["failed"], metric]
-                )
-                row.update({f"d_{metric}": diff, f"d_{metric}_lo": low, f"d_{metric}_hi": high})
-        rows.append(row)
-    return pd.DataFrame(rows)
+        if not ref.empty:
+            rows.append({**row, **_compare(ref, part)})
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        out["p_holm"] = stats.holm(out["p"])
+        out["resolved"] = out["p_holm"] < stats.ALPHA
+    return out
+
+
+def _compare(ref: pd.DataFrame, part: pd.DataFrame) -> dict:
+    """One row of compare_to: `part` (failed column set) against its base cell `ref`."""
+    k, n, k_base, n_base = int((~part["failed"]).sum()), len(part), int((~ref["failed"]).sum()), len(ref)
+    row = {"n": n, "failures": n - k, "n_base": n_base, "failures_base": n_base - k_base,
+           "d_learned": k / n - k_base / n_base}  # fmt: skip
+    welch = k == n and k_base == n_base
+    for metric in ("val_acc", "test_acc"):
+        if metric in part:
+            diff = stats.welch_interval(ref[metric], part[metric]) if welch else (math.nan,) * 3
+            row.update(zip((f"d_{metric}", f"d_{metric}_lo", f"d_{metric}_hi"), diff, strict=True))
+    if welch:
+        row.update(test="welch", p=stats.welch_p(ref["test_acc"], part["test_acc"]))
+    else:
+        row.update(test="fisher", p=stats.fisher_p(k, n, k_base, n_base))
+    return row
 
 
 def learned_slopes(df: pd.DataFrame) -> pd.DataFrame:
@@ -414,21 +440,38 @@ def pivot(agg: pd.DataFrame, metric: str, theory: bool = False) -> dict[str, pd.
 
 
 def ci_pivot(ci: pd.DataFrame, keys: list[str], metric: str = "test_acc") -> dict[str, pd.DataFrame]:
-    """slope x depth tables of 'mean [95 % CI] (k/n failed)' per variant."""
-
-    def cell(r: pd.Series) -> str:
-        text = stats.fmt_ci(r[metric], r[f"{metric}_lo"], r[f"{metric}_hi"])
-        k, n = int(r["failures"]), int(r["n"])
-        return text + (f" ({k}/{n} failed)" if k else f" (n={n})")
-
+    """slope x depth tables of `ci_text` per variant."""
     out = {}
     for label, part in variants(ci, keys):
-        table = part.assign(cell=part.apply(cell, axis=1)).pivot_table(
+        table = part.assign(cell=part.apply(ci_text, axis=1, metric=metric)).pivot_table(
             index="depth", columns="slope", values="cell", aggfunc="first"
         )
         table.columns = [f"slope={c:g}" for c in table.columns]
         out[label] = table
     return out
+
+
+def ci_text(r: pd.Series, metric: str) -> str:
+    """'5/5 [0.48, 1.00]: 0.971 [0.968, 0.974]'; where runs failed at either threshold, also the
+    median of all runs ('4/5 [0.28, 0.99]: 0.962 [0.950, 0.974]; median 0.960'), and the count
+    that learned at the second threshold where it differs ('...; 1/5 at 0.5')."""
+    k, n = int(r["learned"]), int(r["n"])
+    rate = stats.fmt_rate(k, n)
+    parts = [f"{rate}: {stats.fmt_ci(r[metric], r[f'{metric}_lo'], r[f'{metric}_hi'])}" if k else rate]
+    strict = n - int(r[SENSITIVITY])
+    if (k < n or strict != k) and pd.notna(r[f"{metric}_median"]):
+        parts.append(f"median {r[f'{metric}_median']:.3f}")
+    if strict != k:
+        parts.append(f"{strict}/{n} at {stats.SECOND_THRESHOLD:g}")
+    return "; ".join(parts)
+
+
+CI_HEADER = (
+    f"k/n learned [exact 95 % interval]: mean [95 % t-interval] over the runs that learned (final "
+    f"val acc >= {NEVER_LEARNED}, not diverged); where some failed at either threshold, the median "
+    f"of all n runs; 'k/n at {stats.SECOND_THRESHOLD:g}': the count that learned at that threshold, "
+    "where it differs"
+)
 
 
 @dataclass
@@ -518,6 +561,14 @@ def job_folders(df: pd.DataFrame) -> list[Path]:
     return [Path(sweep) / job for sweep, job in zip(df["sweep"], df["job"], strict=True)]
 
 
+def markdown_table(table: pd.DataFrame, index: bool = True) -> str:
+    """The one Markdown renderer: numeric columns right-aligned as numbers, text columns
+    exactly as formatted (tabulate would otherwise re-read '1.000' as 1)."""
+    offset = 1 if index else 0
+    text = [i + offset for i, dtype in enumerate(table.dtypes) if not pd.api.types.is_numeric_dtype(dtype)]
+    return table.to_markdown(index=index, disable_numparse=text or False)
+
+
 def markdown_sections(markdown: str) -> dict[str, str]:
     """tables.md as one TensorBoard text per section (Text tab: `tables/NN ...`)."""
     parts = [p for p in ("\n" + markdown).split("\n## ") if p.strip()]
@@ -551,16 +602,18 @@ def write_tables(s: Summary, tune_key: str | None = None) -> None:
         s.ci.to_csv(s.out_dir / "accuracy_ci.csv", index=False)
         keys = group_keys_of(s.agg)
         for metric, title in (("val_acc", "validation accuracy"), ("test_acc", "test accuracy")):
-            if metric not in s.ci or s.ci[metric].isna().all():
+            if metric not in s.ci or s.ci[f"{metric}_median"].isna().all():
                 continue
             for label, table in ci_pivot(s.ci, keys, metric).items():
-                md += [f"## {title}, 95 % CI — {label}", "",
-                       "mean [95 % t-interval] over the seeds that learned (n seeds, or k/n failed)", "",
-                       table.to_markdown(), ""]  # fmt: skip
+                md += [f"## {title}, 95 % CI — {label}", "", CI_HEADER, "", markdown_table(table), ""]
     if not s.vs_base.empty:
         s.vs_base.to_csv(s.out_dir / "vs_slope0.csv", index=False)
+        m = int(s.vs_base["p"].notna().sum())
         md += ["## test accuracy minus slope 0's, same other keys", "",
-               "difference of means [Welch 95 % interval]; failures as k/n for this slope / slope 0", "",
+               "Where neither side has a failure: difference of mean test accuracy [Welch 95 % interval], "
+               "Welch's p. Where either side has one (outcomes are bimodal): Fisher's exact test of the "
+               f"learned rates, no mean difference. p raw and Holm-adjusted over the table's {m} tests; "
+               f"resolved: Holm p < {stats.ALPHA:.2f}.", "",
                compare_markdown(s.vs_base), ""]  # fmt: skip
     if not s.phase.empty:
         s.phase.to_csv(s.out_dir / "phase_boundary.csv", index=False)
@@ -569,8 +622,8 @@ def write_tables(s: Summary, tune_key: str | None = None) -> None:
                f"Per slope: the deepest net with mean val accuracy >= {LEARNS} at each sigma^2 "
                "(`boundary`, gain:depth), and the contour depth·|log10 g| = k that fits it best "
                "(rms error in log10 depth). Critical sigma^2 = 2/(1+a^2).", "",
-               best.to_markdown(index=False), "", "All contours:", "",
-               s.phase.drop(columns=["boundary"]).to_markdown(index=False), ""]  # fmt: skip
+               markdown_table(best, index=False), "", "All contours:", "",
+               markdown_table(s.phase.drop(columns=["boundary"]), index=False), ""]  # fmt: skip
     if not s.prelu.empty:
         s.prelu.to_csv(s.out_dir / "prelu_slopes.csv", index=False)
         keys = [c for c in s.prelu.columns if c not in ("layer", "n") and not c.startswith("learned_slope")]
@@ -580,7 +633,7 @@ def write_tables(s: Summary, tune_key: str | None = None) -> None:
         table.columns = [f"layer {c}" for c in table.columns]
         md += ["## PReLU: learned slope per hidden layer at the end", "",
                "mean [95 % t-interval] over seeds; layer 0 = input side", "",
-               table.to_markdown(), ""]  # fmt: skip
+               markdown_table(table), ""]  # fmt: skip
     specs = [("test_acc", False), ("decay_step0", True), ("decay_end", True), ("grad_ratio_step0", False),
              ("grad_ratio_end", False), ("dead_frac_end", False), ("steps_to_90", False)]  # fmt: skip
     if "val_acc_n" in s.agg and s.agg["val_acc_mean"].notna().any():
@@ -595,7 +648,7 @@ def write_tables(s: Summary, tune_key: str | None = None) -> None:
                 "mean ± std (n seeds)" + (", [th = theory]" if theory else ""),
                 "",
             ]
-            md += [table.to_markdown(), ""]
+            md += [markdown_table(table), ""]
             slug = label.replace(", ", "_").replace("=", "-") if label != "all runs" else "all"
             table.to_csv(s.out_dir / f"{metric}__{slug}.csv")
     s.markdown = "\n".join(md)
@@ -627,7 +680,7 @@ def tuned_cell_keys(tuned: pd.DataFrame) -> list[str]:
 def tuned_markdown(tuned: pd.DataFrame, key: str) -> str:
     cell_keys = tuned_cell_keys(tuned)
     show = tuned[cell_keys].copy()
-    show[key] = tuned[key].map(lambda v: f"{v:g}")
+    show[key] = tuned[key]
     show["val acc"] = [stats.fmt_ci(*r) for r in tuned[["val_acc", "val_acc_lo", "val_acc_hi"]].values]
     show["test acc"] = [stats.fmt_ci(*r) for r in tuned[["test_acc", "test_acc_lo", "test_acc_hi"]].values]
     show["failures"] = [f"{f}/{n}" for f, n in tuned[["failures", "n"]].values]
@@ -637,19 +690,23 @@ def tuned_markdown(tuned: pd.DataFrame, key: str) -> str:
         "–" if pd.isna(v) else f"{v:g} ({m:+.3f})" for v, m in tuned[["runner_up", "margin"]].values
     ]
     show["grid"] = tuned["grid"]
-    return show.to_markdown(index=False)
+    return markdown_table(show, index=False)
 
 
 def compare_markdown(vs: pd.DataFrame) -> str:
-    keys = [c for c in vs.columns if c not in ("n", "failures", "n_base", "failures_base")
-            and not c.startswith("d_")]  # fmt: skip
+    results = {"n", "failures", "n_base", "failures_base", "test", "p", "p_holm", "resolved"}
+    keys = [c for c in vs.columns if c not in results and not c.startswith("d_")]
     show = vs[keys].copy()
-    show["Δ test acc"] = [
+    show["Δ test acc [Welch]"] = [
         stats.fmt_ci(*r) for r in vs[["d_test_acc", "d_test_acc_lo", "d_test_acc_hi"]].values
     ]
-    show["failures (this / slope 0)"] = [f"{a}/{n} / {b}/{m}" for a, n, b, m in
-                                        vs[["failures", "n", "failures_base", "n_base"]].values]  # fmt: skip
-    return show.to_markdown(index=False)
+    show["learned (this / slope 0)"] = [f"{n - a}/{n} / {m - b}/{m}" for a, n, b, m in
+                                       vs[["failures", "n", "failures_base", "n_base"]].values]  # fmt: skip
+    show["test"] = vs["test"]
+    show["p"] = vs["p"].map(stats.fmt_p)
+    show["p (Holm)"] = vs["p_holm"].map(stats.fmt_p)
+    show["resolved"] = vs["resolved"].map({True: "yes", False: ""})
+    return markdown_table(show, index=False)
 
 
 def main(argv: list[str] | None = None) -> int:
