@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from slopestudy.cells import failed
 from slopestudy.records import DONE
-from slopestudy.stats import fmt_ci, fmt_p
-from slopestudy.summarize import NEVER_LEARNED, failed
+from slopestudy.stats import NEVER_LEARNED, fmt_ci, fmt_p
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 INITS = ("kaiming", "pytorch")

@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 from fair_tables import write_between_markers  # scripts/, next to this file
 
+from slopestudy.cells import failed
 from slopestudy.records import DONE
-from slopestudy.stats import fmt_ci, welch_interval
-from slopestudy.summarize import NEVER_LEARNED, failed
+from slopestudy.stats import NEVER_LEARNED, fmt_ci, welch_interval
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 CELL = ["init", "prelu_params", "slope", "depth"]

@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from slopestudy import collect
+from slopestudy.figures import val_curves
 from slopestudy.model import theory_decay_per_layer
 from slopestudy.probes import fit_decay, grad_ratio
-from slopestudy.summarize import main, summarize
+from slopestudy.summarize import main, summarize, tables_from_runs
 
 BASE = {"slope": 0.0, "depth": 4, "width": 32, "init": "pytorch", "seed": 0, "optimizer": "sgd",
         "lr": 0.01, "epochs": 1, "data": {"name": "mnist", "root": "data", "train_size": None}}  # fmt: skip
@@ -124,8 +126,6 @@ def test_cli_help_and_figures(tmp_path, capsys):
 def test_val_curves_leave_out_a_diverged_seed_whose_history_is_shorter(tmp_path):
     # A diverged run stops early: its history is shorter than its cell's other seeds' (it once
     # crashed the figure). The curve is the mean over the completed seeds only.
-    from slopestudy.figures import val_curves
-
     for seed, status, accs in [(0, "completed", [0.5, 0.7, 0.8]), (1, "completed", [0.7, 0.9, 1.0]),
                                (2, "diverged", [0.3])]:  # fmt: skip
         job = make_run(tmp_path, f"seed={seed}", status=status, seed=seed, epochs=3, val=accs[-1])
@@ -169,3 +169,32 @@ def test_accuracy_ci_reports_k_of_n_with_its_exact_interval_the_median_and_the_s
         "learned_lo",
         "failures_at_0.5",
     }
+
+
+def test_every_run_json_is_read_once_per_summary_and_figures_read_none(tmp_path, monkeypatch):
+    for slope in (0.0, 0.2):
+        for depth in (3, 5):
+            make_run(tmp_path, f"d{depth}s{slope}/seed=0", slope=slope, depth=depth, val=0.9, epochs=2)
+    reads = []
+    real = collect.read_run
+    monkeypatch.setattr(collect, "read_run", lambda job: reads.append(job) or real(job))
+    s = summarize([tmp_path], figures=True)
+    assert len(reads) == len(set(reads)) == 4 and len(s.figures) >= 4
+    assert set(s.layers["quantity"]) == {"signal_norm_step0", "grad_norm_step0"}
+    assert len(s.layers[s.layers["quantity"] == "signal_norm_step0"]) == 2 * 3 + 2 * 5  # one row per layer
+
+
+def test_the_tables_regenerate_from_runs_csv_alone(tmp_path):
+    for slope in (0.0, 0.2):
+        for seed in (0, 1, 2):
+            make_run(
+                tmp_path / "sweep",
+                f"s{slope}/seed={seed}",
+                slope=slope,
+                seed=seed,
+                val=0.9 + slope / 10 + seed / 100,
+            )
+    s = summarize([tmp_path / "sweep"], out_dir=tmp_path / "a", figures=False)
+    tables_from_runs(pd.read_csv(s.out_dir / "runs.csv"), tmp_path / "b")
+    for name in ("accuracy_ci.csv", "vs_slope0.csv", "aggregate.csv", "test_acc__all.csv"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()

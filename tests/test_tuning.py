@@ -8,6 +8,7 @@ from hydra import compose, initialize_config_dir
 
 from slopestudy.config import ConfigError, register, to_study_config
 from slopestudy.summarize import summarize
+from slopestudy.tuning import rank_values
 
 from .conftest import ROOT
 from .test_summarize import make_run
@@ -81,8 +82,6 @@ def test_a_tie_on_validation_accuracy_goes_to_the_lower_validation_loss(tmp_path
 
 
 def test_rank_values_orders_divergence_before_loss_when_nothing_learns():
-    from slopestudy.summarize import rank_values
-
     inf, no = math.inf, False
     runs = pd.DataFrame({"slope": [0.0] * 6, "lr": [0.1, 0.1, 0.2, 0.2, 0.05, 0.05],
                          "score": [0.1, 0.0, 0.0, 0.0, 0.1, 0.1], "loss": [2.0, inf, inf, inf, 2.3, 2.3],

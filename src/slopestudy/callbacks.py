@@ -9,6 +9,9 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
+from slopestudy.config import sweep_errors, sweep_jobs
+from slopestudy.records import lock_holder, read_run
+
 log = logging.getLogger("slopestudy")
 
 
@@ -19,8 +22,6 @@ class SweepEnd(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         """Check the values of every job before any runs, so a typo fails in seconds."""
-        from slopestudy.config import sweep_errors, sweep_jobs
-
         base = config.copy()
         with open_dict(base):
             del base["hydra"]
@@ -31,8 +32,10 @@ class SweepEnd(Callback):
             raise SystemExit(2)  # SystemExit passes through Hydra's callback error handling
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from slopestudy.records import lock_holder, read_run
-        from slopestudy.summarize import find_jobs, summarize
+        # Not a cycle: Hydra builds this callback in every run, single runs too, and the summary
+        # pulls in pandas, SciPy and matplotlib, which only the end of a sweep needs.
+        from slopestudy.collect import find_jobs
+        from slopestudy.summarize import summarize
 
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         jobs = find_jobs(sweep_dir)

@@ -1,4 +1,7 @@
-"""Figures of a sweep summary (PNG), also written into TensorBoard as the run `summary`."""
+"""Figures of a sweep summary (PNG), also written into TensorBoard as the run `summary`.
+
+Each takes the typed Summary (its run, per-layer and per-epoch frames and its cells); none reads
+a run.json."""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from slopestudy.grouping import group_keys, group_keys_of, variants  # noqa: E402
-from slopestudy.records import DONE, read_run  # noqa: E402
+from slopestudy.cells import Summary, variants  # noqa: E402
+from slopestudy.collect import done  # noqa: E402
+from slopestudy.model import theory_decay_per_layer  # noqa: E402
 
 
 def _slope_colors(slopes):
@@ -20,11 +24,19 @@ def _slope_colors(slopes):
     return {s: cmap(i / max(1, len(slopes) - 1)) for i, s in enumerate(slopes)}
 
 
-def signal_norm_step0(summary) -> plt.Figure:
+def _layer_values(summary: Summary, quantity: str, runs) -> np.ndarray:
+    """(runs, layers) array of one per-layer quantity for these runs (rows of summary.runs)."""
+    long = summary.layers
+    if long.empty:
+        return np.empty((0, 0))
+    long = long[(long["quantity"] == quantity) & long["run"].isin(runs.index)]
+    return long.pivot_table(index="run", columns="layer", values="value").to_numpy()
+
+
+def signal_norm_step0(summary: Summary) -> plt.Figure:
     """log10 ||dL/dz_l|| at step 0 per layer; panels: variant x depth; dashed: theory."""
-    runs = summary.runs[summary.runs["status"].isin(DONE)]
-    keys = group_keys(runs)
-    panels = variants(runs, keys)
+    runs = done(summary.runs)
+    panels = variants(runs, summary.keys)
     depths = sorted(runs["depth"].unique())
     colors = _slope_colors(runs["slope"].unique())
     fig, axes = plt.subplots(len(panels), len(depths), squeeze=False,
@@ -33,11 +45,7 @@ def signal_norm_step0(summary) -> plt.Figure:
         for c, depth in enumerate(depths):
             ax = axes[r][c]
             for slope, group in part[part["depth"] == depth].groupby("slope"):
-                norms = [
-                    read_run(Path(s) / j).get("signal_norm_step0")
-                    for s, j in zip(group["sweep"], group["job"], strict=True)
-                ]
-                norms = np.array([n for n in norms if n])
+                norms = _layer_values(summary, "signal_norm_step0", group)
                 if norms.size == 0:
                     continue
                 with np.errstate(divide="ignore"):
@@ -65,9 +73,9 @@ def signal_norm_step0(summary) -> plt.Figure:
     return fig
 
 
-def decay_heatmap(summary) -> plt.Figure:
+def decay_heatmap(summary: Summary) -> plt.Figure:
     agg = summary.agg
-    panels = variants(agg, group_keys_of(agg))
+    panels = variants(agg, summary.keys)
     fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(4.2 * len(panels), 3.6))
     for ax, (label, part) in zip(axes[0], panels, strict=True):
         m = part.pivot_table(index="depth", columns="slope", values="decay_step0_mean", dropna=False)
@@ -96,12 +104,10 @@ def decay_heatmap(summary) -> plt.Figure:
     return fig
 
 
-def decay_vs_slope(summary) -> plt.Figure | None:
+def decay_vs_slope(summary: Summary) -> plt.Figure | None:
     """Measured step-0 decay per layer against the slope (one marker per depth >= 5), with the
     mean-field curve -1/2 log10(sigma^2 (1+a^2)/2) per init: the study's headline comparison."""
-    from slopestudy.model import theory_decay_per_layer
-
-    runs = summary.runs[summary.runs["status"].isin(DONE) & (summary.runs["depth"] >= 5)]
+    runs = done(summary.runs)[lambda d: d["depth"] >= 5]
     runs = runs[np.isfinite(runs["decay_step0"])]
     if runs.empty:
         return None  # no depth >= 5: nothing to compare
@@ -124,9 +130,9 @@ def decay_vs_slope(summary) -> plt.Figure | None:
     return fig
 
 
-def _metric_vs_depth(summary, metric: str, ylabel: str, title: str, extra=None) -> plt.Figure:
+def _metric_vs_depth(summary: Summary, metric: str, ylabel: str, title: str, extra=None) -> plt.Figure:
     agg = summary.agg
-    panels = variants(agg, group_keys_of(agg))
+    panels = variants(agg, summary.keys)
     colors = _slope_colors(agg["slope"].unique())
     fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(4.2 * len(panels), 3.4), sharey=True)
     for ax, (label, part) in zip(axes[0], panels, strict=True):
@@ -145,7 +151,7 @@ def _metric_vs_depth(summary, metric: str, ylabel: str, title: str, extra=None) 
     return fig
 
 
-def prelu_slopes(summary) -> plt.Figure | None:
+def prelu_slopes(summary: Summary) -> plt.Figure | None:
     """Learned PReLU slope against the layer index, one line per depth, a panel per variant."""
     table = summary.prelu
     if table.empty:
@@ -177,7 +183,7 @@ def prelu_slopes(summary) -> plt.Figure | None:
                    "PReLU: the slope gradient descent picks, per layer")  # fmt: skip
 
 
-def phase_diagram(summary) -> plt.Figure | None:
+def phase_diagram(summary: Summary) -> plt.Figure | None:
     """Mean val accuracy over (sigma^2, depth), one panel per slope, with the critical gain
     2/(1+a^2) and theory contours of constant total shrinkage depth·|log10 g| = k."""
     agg = summary.agg
@@ -240,24 +246,22 @@ def _edges(centers: np.ndarray) -> np.ndarray:
     return np.concatenate([[c[0] ** 2 / mid[0]], mid, [c[-1] ** 2 / mid[-1]]])
 
 
-def val_curves(summary) -> plt.Figure | None:
+def val_curves(summary: Summary) -> plt.Figure | None:
     """Validation accuracy after each epoch (mean over seeds), a panel per depth (and variant),
     a line per slope: the plateau check behind an epoch budget. Diverged runs are left out (their
     curves stop where they diverged; the failure counts report them)."""
     runs = summary.runs[(summary.runs["status"] == "completed") & (summary.runs["epochs"] >= 2)]
     if runs.empty or runs["val_acc"].isna().all():
         return None
+    evals = summary.epochs
+    evals = evals[(evals["epoch"] > 0) & evals["run"].isin(runs.index)] if not evals.empty else evals
     curves = []
-    for (_, r), (sweep, job) in zip(
-        runs.iterrows(), zip(runs["sweep"], runs["job"], strict=True), strict=True
-    ):
-        history = (read_run(Path(sweep) / job) or {}).get("history") or []
-        accs = [h.get("val_acc") for h in history[1:]]
-        if accs and None not in accs:
-            curves.append((r, accs))
+    for i, e in evals.groupby("run"):
+        if e["val_acc"].notna().all():
+            curves.append((runs.loc[i], e.sort_values("epoch")["val_acc"].tolist()))
     if not curves:
         return None
-    keys = [k for k in group_keys(runs) if k not in ("slope", "depth", "lr")]
+    keys = [k for k in summary.keys if k not in ("slope", "depth", "lr")]
     panels = sorted(
         {(tuple(r[k] for k in keys), r["depth"]) for r, _ in curves}, key=lambda p: (str(p[0]), p[1])
     )
@@ -281,7 +285,7 @@ def val_curves(summary) -> plt.Figure | None:
                    "Validation accuracy per epoch: has it plateaued?")  # fmt: skip
 
 
-def draw_all(summary) -> list[Path]:
+def draw_all(summary: Summary) -> list[Path]:
     def dead_at_init(ax, g, color):
         ax.plot(g["depth"], g["dead_frac_step0_mean"], ":", color=color)
 
