@@ -235,3 +235,85 @@ def test_bad_value_exits_before_work_with_one_line(tiny_root, tmp_path, override
     assert proc.stderr.startswith(f"error: invalid config: {key}=") and "allowed" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_finished_run_recorded_before_a_key_existed_is_skipped_after_the_upgrade(tiny_root, tmp_path):
+    args = ["depth=3", "epochs=1", "seed=2", f"hydra.run.dir={tmp_path / 'run'}"]
+    assert train(tiny_root, *args).returncode == 0
+    run_json = tmp_path / "run" / "run.json"
+    # The record as the code before `bias_shift` wrote it: the same run, without that key.
+    older = load(run_json)
+    del older["config"]["bias_shift"]
+    run_json.write_text(json.dumps(older))
+    proc = train(tiny_root, *args)
+    assert proc.returncode == 0 and "already completed with this config, skipping" in proc.stdout
+    assert load(run_json) == older  # untouched
+    # A real difference in the new key still reruns the job.
+    proc = train(tiny_root, *args, "bias_shift=0.1")
+    assert proc.returncode == 0 and "skipping" not in proc.stdout
+    assert load(run_json)["config"]["bias_shift"] == 0.1
+
+
+def test_run_records_its_code_and_says_so_first(tiny_root, tmp_path):
+    proc = train(tiny_root, "depth=3", "epochs=1", f"hydra.run.dir={tmp_path / 'run'}")
+    env = load(tmp_path / "run" / "run.json")["env"]
+    assert len(env["code_hash"]) == 16 and len(env["config_hash"]) == 16
+    assert isinstance(env["git_dirty"], bool)
+    assert env["git_commit"].endswith("+dirty") == env["git_dirty"]
+    first = next(line for line in proc.stdout.splitlines() if "slopestudy" in line)
+    assert f"source {env['code_hash']}" in first
+    assert ("DIRTY TREE" in first) == env["git_dirty"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs: a disk that a test can fill. Skipped where it cannot be mounted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or run_child(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
+                                      timeout=30).returncode != 0:  # fmt: skip
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield disk
+    run_child(["umount", "-l", str(disk)], timeout=30)
+
+
+def fill(disk):
+    """Write zeros until the filesystem refuses: ENOSPC from here on."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+        try:
+            while True:
+                f.write(b"\0" * 512)
+        except OSError:
+            pass
+    return filler
+
+
+def test_full_disk_fails_cleanly_and_the_rerun_resumes_identically(tiny_root, tmp_path, small_disk):
+    args = ["depth=3", "epochs=4", "log_every=2", "seed=4"]
+    ref_dir, run_dir = tmp_path / "ref", small_disk / "run"
+    assert train(tiny_root, *args, f"hydra.run.dir={ref_dir}").returncode == 0
+    child = start_paused(tiny_root, *args, f"hydra.run.dir={run_dir}", epoch=2)
+    filler = fill(small_disk)
+    child.send_signal(signal.SIGUSR1)  # go on: epoch 3 meets a full disk
+    assert child.finish() == 1, child.output
+    errors = [line for line in child.output.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {run_dir}: no space left on device; the last finished epoch's checkpoint "
+                      "is kept: free space and rerun the same command to resume"], child.output  # fmt: skip
+    record = load(run_dir / "run.json")  # still valid JSON: the atomic write never left half a file
+    assert record["epochs_done"] == 2 and record["status"] in ("running", "failed")
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)  # the epoch-2 checkpoint, intact
+    assert state["step"] == 2 * record["steps_per_epoch"]
+    assert not (run_dir / "checkpoint.tmp").exists()
+
+    filler.unlink()  # space freed: the same command resumes
+    proc = train(tiny_root, *args, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "resumed after epoch 2" in proc.stdout
+    resumed, ref = load(run_dir / "run.json"), load(ref_dir / "run.json")
+    assert resumed["final"] == ref["final"] and timeless(resumed["history"]) == timeless(ref["history"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import sys
@@ -12,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from slopestudy.config import ConfigError, as_plain_dict, to_study_config
+from slopestudy.config import ConfigError, as_plain_dict, schema_defaults, to_study_config
 from slopestudy.loop import Interrupted, Run, report
 from slopestudy.records import DONE, RUN_JSON, FolderLock, read_run, same_config, write_json_atomic
 
@@ -65,7 +66,7 @@ def run_locked(cfg: DictConfig, study_cfg, out_dir: Path, multirun: bool) -> flo
     if (
         previous
         and previous.get("status") in DONE
-        and same_config(previous["config"], as_plain_dict(study_cfg))
+        and same_config(previous["config"], as_plain_dict(study_cfg), schema_defaults())
     ):
         # Re-running a sweep into the same folder: finished jobs are results, keep them.
         log.info("already %s with this config, skipping: %s", previous["status"], out_dir)
@@ -73,13 +74,34 @@ def run_locked(cfg: DictConfig, study_cfg, out_dir: Path, multirun: bool) -> flo
     try:
         record = Run(study_cfg, out_dir).execute()
     except Exception as e:
-        record_failure(out_dir, cfg, e)
+        try:
+            record_failure(out_dir, cfg, e)
+        except OSError as write_error:  # e.g. the disk is still full
+            log.error("could not record the failure in %s: %s", out_dir / RUN_JSON, write_error)
+        if no_space(e):
+            # One line that says what to do; the last finished epoch's checkpoint is intact.
+            msg = (f"{out_dir}: no space left on device; the last finished epoch's checkpoint is kept: "
+                   "free space and rerun the same command to resume")  # fmt: skip
+            if not multirun:
+                print(f"error: {msg}", file=sys.stderr)
+                raise SystemExit(1) from None
+            log.error("%s", msg)
+            return None
         if not multirun:
             raise
         log.exception("job failed; recorded in %s", out_dir / RUN_JSON)
         return None
     log.info("%s\n  folder: %s", report(record), out_dir)
     return record["final"]["test_acc"]
+
+
+def no_space(error: BaseException | None) -> bool:
+    """Whether a full disk caused `error` (ENOSPC anywhere in its chain of causes)."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def remove_unused_job_dir(out_dir: Path) -> None:

@@ -94,6 +94,9 @@ class StudyConfig:
     """Weight init: pytorch | kaiming | xavier | scaled (biases: nn.Linear's default for pytorch, else 0)."""
     init_gain: float = 2.0
     """sigma^2 for init=scaled: normal weights with Var(W) = init_gain / fan_in (2 = He for ReLU)."""
+    bias_shift: float = 0.0
+    """Added to every hidden layer's bias after init (the output layer keeps its own): > 0 starts
+    fewer ReLU units dead, the control that tests the dead-unit explanation (results § 2)."""
     act: Act = Act.leaky_relu
     """leaky_relu (fixed slope) | prelu (nn.PReLU starting at `slope`, the slope learned)."""
     prelu_params: PreluParams = PreluParams.layer
@@ -136,6 +139,7 @@ class StudyConfig:
         check(
             math.isfinite(self.init_gain) and self.init_gain > 0, "init_gain", self.init_gain, "a number > 0"
         )
+        check(math.isfinite(self.bias_shift), "bias_shift", self.bias_shift, "a finite number")
         check(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a finite number > 0")
         check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
@@ -263,6 +267,12 @@ def check_fits(cfg: StudyConfig, device) -> None:
 
 def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+def schema_defaults() -> dict:
+    """Every key at its schema default, as run.json stores a config: a finished run recorded
+    before a key existed ran with that key's default (records.same_config)."""
+    return as_plain_dict(StudyConfig())
 
 
 def flat_dict(cfg: StudyConfig) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from slopestudy import data as data_mod
 from slopestudy import tblog
-from slopestudy.config import EVAL_CHUNK, Optimizer, StudyConfig, as_plain_dict, pick_device
+from slopestudy.config import EVAL_CHUNK, Optimizer, StudyConfig, as_plain_dict, pick_device, schema_defaults
 from slopestudy.model import build_mlp, linears, prelus, theory_decay_per_layer
 from slopestudy.probes import GradientProbe, activation_stats, fit_decay, grad_ratio
 from slopestudy.records import DONE, RUN_JSON, environment, same_config, write_json_atomic
@@ -108,8 +109,9 @@ def stop_on_signals():
 
 
 # Fault injection, for tests only: with this variable set to N, a run stops after epoch N's
-# checkpoint and run.json are written, logs PAUSED_MESSAGE and waits until a stop signal ends it.
-# A test then kills it at a point it controls, however fast or slow the machine is.
+# checkpoint and run.json are written, logs PAUSED_MESSAGE and waits: a stop signal ends it,
+# SIGUSR1 lets it go on. A test then acts at a point it controls (kills it, fills the disk),
+# however fast or slow the machine is.
 PAUSE_ENV = "SLOPESTUDY_PAUSE_AFTER_EPOCH"
 PAUSED_MESSAGE = "paused after epoch"
 
@@ -121,15 +123,18 @@ def pause_if_asked(epoch: int) -> None:
     # signal.pause(): a signal that arrives after the "paused" line but before the wait, or that
     # the kernel hands to another thread (torch and TensorBoard run their own), leaves a byte in
     # the pipe, so the wait never misses it. The handler of stop_on_signals then raises here.
+    go_on: list[bool] = []
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    previous_usr1 = signal.signal(signal.SIGUSR1, lambda *_: go_on.append(True))
     try:
         log.warning("%s %d (%s is set): waiting for a signal", PAUSED_MESSAGE, epoch, PAUSE_ENV)
-        while True:
+        while not go_on:
             select.select([read_end], [], [])
-            os.read(read_end, 64)  # an ignored signal writes nothing; any other ends the wait
+            os.read(read_end, 64)  # an ignored signal writes nothing
     finally:
+        signal.signal(signal.SIGUSR1, previous_usr1)
         signal.set_wakeup_fd(previous)
         os.close(read_end)
         os.close(write_end)
@@ -146,7 +151,7 @@ class Run:
         torch.manual_seed(cfg.seed)
         self.data = data if data is not None else data_mod.load(cfg.data, self.device)
         self.model = build_mlp(cfg.depth, cfg.width, cfg.slope, cfg.inplace, cfg.init, cfg.act,
-                               cfg.prelu_params, cfg.init_gain)  # fmt: skip
+                               cfg.prelu_params, cfg.init_gain, cfg.bias_shift)  # fmt: skip
         self.model.to(self.device)
         self.probe = GradientProbe(self.model)
         self.optimizer = make_optimizer(cfg, self.model)
@@ -263,11 +268,12 @@ class Run:
         resumed = self.try_resume()
         log.info(
             "depth=%d width=%d slope=%g act=%s init=%s optimizer=%s lr=%g | %d params | %d train / %d "
-            "test examples | %d steps/epoch | device %s, %d threads%s",
+            "test examples | %d steps/epoch | device %s, %d threads%s | code %s",
             cfg.depth, cfg.width, cfg.slope, cfg.act.value, cfg.init.value, cfg.optimizer.value, cfg.lr,
             self.record["n_params"], len(self.data.x_train), len(self.data.x_test),
             self.steps_per_epoch, self.device, self.threads,
             f" | resumed after epoch {self.record['epochs_done']}" if resumed else "",
+            code_line(self.record["env"]),
         )  # fmt: skip
         # purge_step hides events a killed run wrote after its last checkpoint.
         self.logger = RunLogger(self.out_dir, self.hparams, purge_step=self.step if resumed else None)
@@ -275,13 +281,14 @@ class Run:
         with stop_on_signals():
             try:
                 self._train(resumed)
-            except (Interrupted, KeyboardInterrupt) as e:
-                log.warning("stopped by %s after epoch %d: status interrupted, checkpoint kept",
-                            e or "SIGINT", self.record["epochs_done"])  # fmt: skip
-                self.record["status"] = "interrupted"
+            except BaseException as e:
+                if isinstance(e, Interrupted | KeyboardInterrupt):
+                    log.warning("stopped by %s after epoch %d: status interrupted, checkpoint kept",
+                                e or "SIGINT", self.record["epochs_done"])  # fmt: skip
+                    self.record["status"] = "interrupted"
+                self.finish(first_error=e)
                 raise
-            finally:
-                self.finish()
+        self.finish()
         return self.record
 
     # --- checkpoints: written at every epoch end, so a killed run resumes where it was -----
@@ -297,9 +304,21 @@ class Run:
             "step": self.step,
             "record": json.dumps(self.record),  # a string keeps torch.load(weights_only=True) happy
         }
+        # Serialized in memory, written by Python: a full disk then raises OSError(ENOSPC) (torch's
+        # own file writer reports only "unexpected pos"), and the partial file is removed, so the
+        # previous checkpoint stays intact and no space is held by a half-written one.
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
         tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(buffer.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.checkpoint_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def try_resume(self) -> bool:
         if not self.checkpoint_path.exists():
@@ -310,7 +329,7 @@ class Run:
         except Exception as e:  # noqa: BLE001 - a bad checkpoint means: start over
             log.warning("ignoring unreadable checkpoint %s (%s): starting over", self.checkpoint_path, e)
             return False
-        if not same_config(record["config"], self.record["config"]):
+        if not same_config(record["config"], self.record["config"], schema_defaults()):
             log.warning("checkpoint %s has another config: starting over", self.checkpoint_path)
             return False
         self.model.load_state_dict(state["model"])
@@ -391,7 +410,17 @@ class Run:
         log.warning("loss became non-finite at step %d: stopping this run (status diverged)", at_step)
         self.record.update(status="diverged", diverged_at_step=at_step)
 
-    def finish(self) -> None:
+    def finish(self, first_error: BaseException | None = None) -> None:
+        """Write the end of the run: hparams and flushed events, then run.json. After an error
+        (`first_error`), a failure to write (a full disk) is logged and the first error wins."""
+        try:
+            self._write_end()
+        except Exception as e:
+            if first_error is None:
+                raise
+            log.error("could not write the end of the run in %s: %s", self.out_dir, e)
+
+    def _write_end(self) -> None:
         history = self.record["history"]
         last = history[-1] if history else {}
         self.record["final"] = {k: last.get(k) for k in FINAL_METRICS}
@@ -414,6 +443,16 @@ class Run:
 
     def save(self) -> None:
         write_json_atomic(self.out_dir / RUN_JSON, self.record)
+
+
+def code_line(env: dict) -> str:
+    """The code a run ran, for its first log line; a dirty tree is said loudly, since such a run
+    cannot be reproduced from its commit alone."""
+    commit = (env.get("git_commit") or "unknown commit").removesuffix("+dirty")[:12]
+    dirty = ""
+    if env.get("git_dirty"):
+        dirty = " DIRTY TREE (uncommitted changes: not reproducible from its commit)"
+    return f"{commit}{dirty}, source {env.get('code_hash')}, conf {env.get('config_hash')}"
 
 
 def gradflow(record: dict) -> dict[str, float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from slopestudy.config import Act, Init, PreluParams
@@ -14,9 +15,10 @@ N_IN, N_OUT = 784, 10
 def build_mlp(depth: int, width: int, slope: float, inplace: bool = False,
               init: Init | str = Init.pytorch, act: Act | str = Act.leaky_relu,
               prelu_params: PreluParams | str = PreluParams.layer,
-              init_gain: float = 2.0) -> nn.Sequential:  # fmt: skip
+              init_gain: float = 2.0, bias_shift: float = 0.0) -> nn.Sequential:  # fmt: skip
     """`depth` Linear layers (depth-1 hidden layers of `width`), LeakyReLU(slope) between them,
-    or PReLU starting at `slope` (one learned slope per layer, or one per unit)."""
+    or PReLU starting at `slope` (one learned slope per layer, or one per unit); `bias_shift` is
+    added to every hidden layer's bias after init."""
     sizes = [N_IN] + [width] * (depth - 1) + [N_OUT]
     layers: list[nn.Module] = []
     for i in range(depth):
@@ -28,6 +30,9 @@ def build_mlp(depth: int, width: int, slope: float, inplace: bool = False,
             layers.append(nn.LeakyReLU(negative_slope=slope, inplace=inplace))
     model = nn.Sequential(*layers)
     init_weights(model, Init(init), slope, init_gain)
+    with torch.no_grad():
+        for layer in linears(model)[:-1]:
+            layer.bias += bias_shift
     return model
 
 

@@ -4,6 +4,7 @@ lock that lets one process at a time write a job folder."""
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -51,14 +52,36 @@ def read_run(folder: str | Path) -> dict | None:
         return None
 
 
-def same_config(a: dict, b: dict) -> bool:
-    return {k: v for k, v in a.items() if k not in NOT_RESULT_KEYS} == {
-        k: v for k, v in b.items() if k not in NOT_RESULT_KEYS
-    }
+def same_config(stored: dict, current: dict, defaults: dict | None = None) -> bool:
+    """Would `current` reproduce the run recorded with `stored`?
+
+    Keys in NOT_RESULT_KEYS are ignored. A key missing from `stored` was added to the schema
+    after that run: it counts as equal when `current` holds its default (from `defaults`, the
+    schema's defaults as a nested dict), so an upgrade does not rerun finished jobs; any real
+    difference still does."""
+    if defaults is not None:
+        stored = _with_defaults(stored, defaults)
+    return _without(stored, NOT_RESULT_KEYS) == _without(current, NOT_RESULT_KEYS)
+
+
+def _with_defaults(stored: dict, defaults: dict) -> dict:
+    filled = dict(stored)
+    for key, default in defaults.items():
+        if key not in filled:
+            filled[key] = default
+        elif isinstance(default, dict) and isinstance(filled[key], dict):
+            filled[key] = _with_defaults(filled[key], default)
+    return filled
+
+
+def _without(d: dict, keys: set) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}
 
 
 def environment() -> dict:
-    """Package versions and the git commit of the code, for run.json."""
+    """Package versions and what code ran: the git commit, whether the tree had uncommitted
+    changes, and hashes of the package's source and the config files (what a sweep composes
+    its jobs from), so a summary can tell runs of different code apart even without git."""
     import platform
     import subprocess
     from importlib.metadata import PackageNotFoundError, version
@@ -69,19 +92,43 @@ def environment() -> dict:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
             versions[pkg] = None
-    repo = Path(__file__).resolve().parents[2]
+    repo = PACKAGE_DIR.parents[1]
+    commit, dirty = None, None
     try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                             capture_output=True, text=True, timeout=10)  # fmt: skip
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                                capture_output=True, text=True, timeout=10)  # fmt: skip
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10
         )
-        commit = (
-            head.stdout.strip() + ("+dirty" if out.stdout.strip() else "") if head.returncode == 0 else None
-        )
+        if head.returncode == 0 and status.returncode == 0:
+            dirty = bool(status.stdout.strip())
+            commit = head.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"python": platform.python_version(), "packages": versions, "git_commit": commit}
+        pass
+    return {
+        "python": platform.python_version(),
+        "packages": versions,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "code_hash": tree_hash(PACKAGE_DIR, "*.py"),
+        "config_hash": tree_hash(repo / "conf", "*.yaml"),
+    }
+
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def tree_hash(folder: Path, pattern: str) -> str | None:
+    """sha256 (first 16 hex digits) over the relative paths and contents of the files under
+    `folder` that match `pattern`; None when the folder does not exist (an installed wheel has
+    no conf/ beside it)."""
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob(pattern)):
+        if "__pycache__" not in path.parts:
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 # --- one process per job folder --------------------------------------------------------------
