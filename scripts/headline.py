@@ -13,11 +13,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from slopestudy.config import Init, StudyConfig
 from slopestudy.model import theory_decay_per_layer
 from slopestudy.records import DONE
 from slopestudy.stats import NEVER_LEARNED
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def theory_at(init: str, slope: float) -> float:
+    return theory_decay_per_layer(StudyConfig(init=Init(init), slope=slope))
 
 
 def runs(preset: str) -> pd.DataFrame | None:
@@ -45,7 +50,7 @@ def decay_vs_theory(df: pd.DataFrame) -> list[str]:
         cells = []
         for a in slopes:
             sel = part[part["slope"] == a]["decay_step0"]
-            cells.append(f"{pm(sel)} [{theory_decay_per_layer(init, a, 256):.3f}]")
+            cells.append(f"{pm(sel)} [{theory_at(init, a):.3f}]")
         out.append(f"| {init} | " + " | ".join(cells) + " |")
     n = df.groupby(["init", "slope"]).size()
     out += [
@@ -60,9 +65,7 @@ def decay_vs_theory(df: pd.DataFrame) -> list[str]:
         cells = []
         for a in slopes:
             measured = 10 ** (29 * (base - part[part["slope"] == a]["decay_step0"].mean()))
-            theory = 10 ** (
-                29 * (theory_decay_per_layer(init, 0, 256) - theory_decay_per_layer(init, a, 256))
-            )
+            theory = 10 ** (29 * (theory_at(init, 0.0) - theory_at(init, a)))
             cells.append(f"{measured:.3g}× [{theory:.3g}×]")
         out.append(f"| {init} | " + " | ".join(cells) + " |")
     out += [

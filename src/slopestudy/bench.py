@@ -79,7 +79,7 @@ def matmul_limit(depth: int, width: int, batch: int, n: int) -> float:
 def bare_loop(cfg: StudyConfig, d: data_mod.Tensors) -> float:
     """The plainest correct loop: in-memory tensors, no probes, no logging."""
     torch.manual_seed(0)
-    model = build_mlp(cfg.depth, cfg.width, cfg.slope, init=cfg.init).to(DEVICE)
+    model = build_mlp(cfg).to(DEVICE)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     n = len(d.x_train)
     sync()
@@ -123,7 +123,7 @@ def dataloader_baseline(cfg: StudyConfig, root: str, n: int) -> float | None:
     ds = torch.utils.data.Subset(ds, range(n))
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True)
     torch.manual_seed(0)
-    model = build_mlp(cfg.depth, cfg.width, cfg.slope, init=cfg.init).to(DEVICE)
+    model = build_mlp(cfg).to(DEVICE)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     t0 = time.perf_counter()
     for xb, yb in loader:

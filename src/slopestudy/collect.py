@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from slopestudy.config import sweep_jobs
+from slopestudy.config import config_from_record, sweep_jobs
 from slopestudy.model import theory_decay_per_layer
 from slopestudy.probes import fit_decay, grad_ratio
 from slopestudy.records import DONE, lock_holder, read_run
@@ -100,10 +100,8 @@ def run_row(run: dict | None, job_dir: Path, sweep_dir: Path) -> dict:
         job=str(job_dir.relative_to(sweep_dir)),
         sweep=shown(sweep_dir),
     )
-    if "init" in row and "slope" in row:
-        row["decay_theory"] = theory_decay_per_layer(
-            row["init"], row["slope"], row.get("width", 256), row.get("init_gain", 2.0)
-        )
+    if run and "config" in run:
+        row["decay_theory"] = theory_decay_per_layer(config_from_record(run["config"]))
     return row
 
 

@@ -36,7 +36,8 @@ class Choice(str, Enum):
 
 class Init(Choice):
     pytorch = "pytorch"  # nn.Linear's own default: kaiming_uniform_(a=sqrt(5)), Var(W)=1/(3 fan_in)
-    kaiming = "kaiming"  # He init with the leaky gain for `slope`: Var(W)=2/((1+slope^2) fan_in)
+    kaiming = "kaiming"  # He init with torch's gain for `act` (leaky: 2/(1+slope^2); tanh 25/9 ...)
+    lecun = "lecun"  # normal, Var(W)=1/fan_in, zero biases: SELU's own
     xavier = "xavier"  # Glorot normal: Var(W)=2/(fan_in+fan_out)
     scaled = "scaled"  # normal, Var(W)=init_gain/fan_in, zero biases: the init scale as a variable
 
@@ -44,6 +45,21 @@ class Init(Choice):
 class Act(Choice):
     leaky_relu = "leaky_relu"  # nn.LeakyReLU(slope): the slope is fixed
     prelu = "prelu"  # nn.PReLU(init=slope): the slope is learned (He et al. 2015)
+    # the other fixes (issue 20): no slope; `slope` must stay at its default with them
+    elu = "elu"
+    selu = "selu"  # with init=lecun: self-normalizing (Klambauer et al. 2017)
+    gelu = "gelu"
+    silu = "silu"
+    tanh = "tanh"
+
+
+SLOPED_ACTS = (Act.leaky_relu, Act.prelu)  # the activations that have a negative slope
+
+
+class Norm(Choice):
+    none = "none"
+    layer = "layer"  # nn.LayerNorm(width) between each hidden Linear and its activation
+    batch = "batch"  # nn.BatchNorm1d(width), same place
 
 
 class PreluParams(Choice):
@@ -98,7 +114,14 @@ class StudyConfig:
     """Added to every hidden layer's bias after init (the output layer keeps its own): > 0 starts
     fewer ReLU units dead, the control that tests the dead-unit explanation (results § 2)."""
     act: Act = Act.leaky_relu
-    """leaky_relu (fixed slope) | prelu (nn.PReLU starting at `slope`, the slope learned)."""
+    """leaky_relu (fixed slope) | prelu (nn.PReLU starting at `slope`, the slope learned) | elu |
+    selu | gelu | silu | tanh (no slope: leave `slope` at its default with these)."""
+    norm: Norm = Norm.none
+    """none | layer | batch: a LayerNorm / BatchNorm1d between each hidden Linear and its activation
+    (the original BatchNorm placement, Ioffe & Szegedy 2015); the probes still read Linear outputs."""
+    residual: bool = False
+    """Identity skip around each hidden width->width block: h + branch(h) / sqrt(blocks), the branch
+    scaled so the forward variance grows by at most a factor e over the whole net."""
     prelu_params: PreluParams = PreluParams.layer
     """For act=prelu: layer (one learned slope per layer) | unit (one per hidden unit)."""
     seed: int = 0
@@ -140,6 +163,9 @@ class StudyConfig:
             math.isfinite(self.init_gain) and self.init_gain > 0, "init_gain", self.init_gain, "a number > 0"
         )
         check(math.isfinite(self.bias_shift), "bias_shift", self.bias_shift, "a finite number")
+        slope_default = StudyConfig.__dataclass_fields__["slope"].default
+        check(self.act in SLOPED_ACTS or self.slope == slope_default, "slope", self.slope,
+              f"its default {slope_default} with act={self.act} (that activation has no slope)")  # fmt: skip
         check(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a finite number > 0")
         check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
         check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
@@ -267,6 +293,17 @@ def check_fits(cfg: StudyConfig, device) -> None:
 
 def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+def config_from_record(config: dict) -> StudyConfig:
+    """The StudyConfig of a run.json's `config` (keys it lacks take their schema default: a run
+    recorded before a key existed ran with that default)."""
+    plain = {k: v for k, v in config.items() if k in StudyConfig.__dataclass_fields__}
+    data = DataConfig(**{k: v for k, v in (plain.pop("data", None) or {}).items()
+                         if k in DataConfig.__dataclass_fields__})  # fmt: skip
+    enums = {"init": Init, "act": Act, "prelu_params": PreluParams, "optimizer": Optimizer,
+             "device": Device, "norm": Norm}  # fmt: skip
+    return StudyConfig(**{k: enums[k](v) if k in enums else v for k, v in plain.items()}, data=data)
 
 
 def schema_defaults() -> dict:

@@ -21,7 +21,15 @@ from tqdm import tqdm
 
 from slopestudy import data as data_mod
 from slopestudy import tblog
-from slopestudy.config import EVAL_CHUNK, Optimizer, StudyConfig, as_plain_dict, pick_device, schema_defaults
+from slopestudy.config import (
+    EVAL_CHUNK,
+    Optimizer,
+    StudyConfig,
+    as_plain_dict,
+    config_from_record,
+    pick_device,
+    schema_defaults,
+)
 from slopestudy.model import build_mlp, linears, prelus, theory_decay_per_layer
 from slopestudy.probes import GradientProbe, activation_stats, fit_decay, grad_ratio
 from slopestudy.records import DONE, RUN_JSON, environment, same_config, write_json_atomic
@@ -55,10 +63,13 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.
     """(loss, accuracy) over the whole split, as a device tensor (no host sync here)."""
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
+    was_training = model.training
+    model.eval()  # BatchNorm: running statistics, not the chunk's
     for i in range(0, len(x), EVAL_CHUNK):
         out = model(x[i : i + EVAL_CHUNK])
         loss_sum += F.cross_entropy(out, y[i : i + EVAL_CHUNK], reduction="sum")
         correct += (out.argmax(dim=1) == y[i : i + EVAL_CHUNK]).sum()
+    model.train(was_training)
     return torch.stack([loss_sum, correct]) / len(x)
 
 
@@ -150,8 +161,7 @@ class Run:
         self.threads = set_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.data = data if data is not None else data_mod.load(cfg.data, self.device)
-        self.model = build_mlp(cfg.depth, cfg.width, cfg.slope, cfg.inplace, cfg.init, cfg.act,
-                               cfg.prelu_params, cfg.init_gain, cfg.bias_shift)  # fmt: skip
+        self.model = build_mlp(cfg)
         self.model.to(self.device)
         self.probe = GradientProbe(self.model)
         self.optimizer = make_optimizer(cfg, self.model)
@@ -469,7 +479,7 @@ def report(record: dict) -> str:
     cfg = record["config"]
     flow = gradflow(record)
     decay, ratio = flow["gradflow/decay_step0"], flow["gradflow/grad_ratio_step0"]
-    theory = theory_decay_per_layer(cfg["init"], cfg["slope"], cfg["width"], cfg.get("init_gain", 2.0))
+    theory = theory_decay_per_layer(config_from_record(cfg))
     lines = [f"result ({record['status']}): depth={cfg['depth']} width={cfg['width']} slope={cfg['slope']:g} "
              f"init={cfg['init']}"]  # fmt: skip
     if math.isfinite(decay):

@@ -1,4 +1,8 @@
-"""The MLP under study: Linear(784, w) -> LeakyReLU -> ... -> Linear(w, 10)."""
+"""The MLP under study: Linear(784, w) -> [norm] -> act -> ... -> Linear(w, 10), optionally
+with identity skips around the hidden width->width blocks.
+
+Without norm and residual the model is the plain nn.Sequential it always was (the same modules
+in the same order, so the same random draws, state_dict keys and numbers)."""
 
 from __future__ import annotations
 
@@ -7,73 +11,124 @@ import math
 import torch
 from torch import nn
 
-from slopestudy.config import Act, Init, PreluParams
+from slopestudy import theory
+from slopestudy.config import Act, Init, Norm, PreluParams, StudyConfig
 
 N_IN, N_OUT = 784, 10
+ACTIVATION_TYPES = (nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Tanh)
+_PLAIN_ACTS = {Act.elu: nn.ELU, Act.selu: nn.SELU, Act.gelu: nn.GELU, Act.silu: nn.SiLU, Act.tanh: nn.Tanh}
+# torch.nn.init's name for each activation's kaiming gain; torch has none for GELU, SiLU, ELU,
+# so kaiming means ReLU's gain there (kaiming_normal_'s own default).
+_KAIMING_NONLINEARITY = {Act.tanh: "tanh", Act.selu: "selu"}
 
 
-def build_mlp(depth: int, width: int, slope: float, inplace: bool = False,
-              init: Init | str = Init.pytorch, act: Act | str = Act.leaky_relu,
-              prelu_params: PreluParams | str = PreluParams.layer,
-              init_gain: float = 2.0, bias_shift: float = 0.0) -> nn.Sequential:  # fmt: skip
-    """`depth` Linear layers (depth-1 hidden layers of `width`), LeakyReLU(slope) between them,
-    or PReLU starting at `slope` (one learned slope per layer, or one per unit); `bias_shift` is
-    added to every hidden layer's bias after init."""
-    sizes = [N_IN] + [width] * (depth - 1) + [N_OUT]
+class Residual(nn.Module):
+    """h + scale * branch(h): an identity skip around one hidden block of equal width."""
+
+    def __init__(self, branch: nn.Sequential, scale: float) -> None:
+        super().__init__()
+        self.branch, self.scale = branch, scale
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.scale * self.branch(h)
+
+
+def build_mlp(cfg: StudyConfig) -> nn.Sequential:
+    """`cfg.depth` Linear layers (depth-1 hidden layers of `cfg.width`), each hidden one followed
+    by the norm (if any) and the activation; with `cfg.residual` every hidden width->width block
+    is wrapped in a Residual whose branch is scaled by 1/sqrt(number of blocks)."""
+    sizes = [N_IN] + [cfg.width] * (cfg.depth - 1) + [N_OUT]
+    n_blocks = max(cfg.depth - 2, 1)
     layers: list[nn.Module] = []
-    for i in range(depth):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < depth - 1 and Act(act) is Act.prelu:
-            n = width if PreluParams(prelu_params) is PreluParams.unit else 1
-            layers.append(nn.PReLU(num_parameters=n, init=slope))
-        elif i < depth - 1:
-            layers.append(nn.LeakyReLU(negative_slope=slope, inplace=inplace))
+    for i in range(cfg.depth):
+        block: list[nn.Module] = [nn.Linear(sizes[i], sizes[i + 1])]
+        if i < cfg.depth - 1:
+            block += [*_norm(cfg), _activation(cfg)]
+        if cfg.residual and 0 < i < cfg.depth - 1:
+            layers.append(Residual(nn.Sequential(*block), 1.0 / math.sqrt(n_blocks)))
+        else:
+            layers += block
     model = nn.Sequential(*layers)
-    init_weights(model, Init(init), slope, init_gain)
+    init_weights(model, cfg)
     with torch.no_grad():
         for layer in linears(model)[:-1]:
-            layer.bias += bias_shift
+            layer.bias += cfg.bias_shift
     return model
 
 
-def prelus(model: nn.Sequential) -> list[nn.PReLU]:
-    return [m for m in model if isinstance(m, nn.PReLU)]
+def _norm(cfg: StudyConfig) -> list[nn.Module]:
+    norm = Norm(cfg.norm)
+    if norm is Norm.layer:
+        return [nn.LayerNorm(cfg.width)]
+    if norm is Norm.batch:
+        return [nn.BatchNorm1d(cfg.width)]
+    return []
 
 
-def linears(model: nn.Sequential) -> list[nn.Linear]:
+def _activation(cfg: StudyConfig) -> nn.Module:
+    act = Act(cfg.act)
+    if act is Act.prelu:
+        n = cfg.width if PreluParams(cfg.prelu_params) is PreluParams.unit else 1
+        return nn.PReLU(num_parameters=n, init=cfg.slope)
+    if act is Act.leaky_relu:
+        return nn.LeakyReLU(negative_slope=cfg.slope, inplace=cfg.inplace)
+    return _PLAIN_ACTS[act]()
+
+
+def prelus(model: nn.Module) -> list[nn.PReLU]:
+    return [m for m in model.modules() if isinstance(m, nn.PReLU)]
+
+
+def linears(model: nn.Module) -> list[nn.Linear]:
     """The Linear layers in order: index 0 is the input side, -1 the output layer."""
-    return [m for m in model if isinstance(m, nn.Linear)]
+    return [m for m in model.modules() if isinstance(m, nn.Linear)]
 
 
-def init_weights(model: nn.Sequential, init: Init, slope: float, gain: float = 2.0) -> None:
+def activations(model: nn.Module) -> list[nn.Module]:
+    """The hidden layers' activation modules, in order (one per hidden layer)."""
+    return [m for m in model.modules() if isinstance(m, ACTIVATION_TYPES)]
+
+
+def init_weights(model: nn.Module, cfg: StudyConfig) -> None:
+    init = Init(cfg.init)
     if init is Init.pytorch:
         return  # nn.Linear already did kaiming_uniform_(a=sqrt(5)) and its uniform bias
     for layer in linears(model):
-        if init is Init.kaiming:
+        if init is Init.kaiming and Act(cfg.act) in (Act.leaky_relu, Act.prelu):
             # The leaky gain sqrt(2/(1+a^2)) keeps the backprop signal's scale per layer at 1.
-            nn.init.kaiming_normal_(layer.weight, a=slope, nonlinearity="leaky_relu")
+            nn.init.kaiming_normal_(layer.weight, a=cfg.slope, nonlinearity="leaky_relu")
+        elif init is Init.kaiming:
+            nonlinearity = _KAIMING_NONLINEARITY.get(Act(cfg.act), "relu")
+            nn.init.kaiming_normal_(layer.weight, nonlinearity=nonlinearity)
         elif init is Init.scaled:  # Var(W) = gain / fan_in: the init scale as a variable
-            nn.init.normal_(layer.weight, std=math.sqrt(gain / layer.in_features))
+            nn.init.normal_(layer.weight, std=math.sqrt(cfg.init_gain / layer.in_features))
+        elif init is Init.lecun:
+            nn.init.normal_(layer.weight, std=math.sqrt(1.0 / layer.in_features))
         else:
             nn.init.xavier_normal_(layer.weight)
         nn.init.zeros_(layer.bias)
 
 
-def weight_variance_factor(init: Init | str, width_in: int, width_out: int, slope: float,
-                           gain: float = 2.0) -> float:  # fmt: skip
+# --- theory at init: what the plain mean-field recursion predicts for this config -------------
+def weight_variance_factor(cfg: StudyConfig) -> float:
     """sigma^2 in Var(W) = sigma^2 / fan_in for a hidden-to-hidden layer (SCIENCE.md)."""
-    init = Init(init)
-    if init is Init.pytorch:
-        return 1.0 / 3.0
-    if init is Init.kaiming:
-        return 2.0 / (1.0 + slope**2)
-    if init is Init.scaled:
-        return gain
-    return 2.0 * width_in / (width_in + width_out)
+    act = "leaky_relu" if Act(cfg.act) in (Act.leaky_relu, Act.prelu) else Act(cfg.act).value
+    kw = {"slope": cfg.slope} if act == "leaky_relu" else {}
+    if Init(cfg.init) is Init.kaiming:
+        return theory.get(act).kaiming(**kw)
+    return theory.init_sigma2(Init(cfg.init).value, act, width_in=cfg.width, width_out=cfg.width,
+                              gain=cfg.init_gain, **kw)  # fmt: skip
 
 
-def theory_decay_per_layer(init: Init | str, slope: float, width: int = 256, gain: float = 2.0) -> float:
-    """Mean-field decay of log10 ||dL/dz|| per layer toward the input: -1/2 log10 g(a), with
-    g = sigma^2 (1 + a^2) / 2 (for PReLU: a = its starting slope)."""
-    g = weight_variance_factor(init, width, width, slope, gain) * (1.0 + slope**2) / 2.0
-    return -0.5 * math.log10(g) + 0.0  # + 0.0 turns -0.0 into 0.0
+def theory_decay_per_layer(cfg: StudyConfig) -> float:
+    """Mean-field decay of log10 ||dL/dz|| per layer toward the input, from the recursion in
+    `theory` for this activation (a PReLU at its starting slope), or NaN where the plain
+    recursion does not describe the net: normalization layers and residual skips change the
+    per-layer gain (results explain by how much), and a net with < 2 hidden layers has no fit."""
+    if Norm(cfg.norm) is not Norm.none or cfg.residual:
+        return math.nan
+    act = "leaky_relu" if Act(cfg.act) in (Act.leaky_relu, Act.prelu) else Act(cfg.act).value
+    kw = {"slope": cfg.slope} if act == "leaky_relu" else {}
+    # q_in = 1: the inputs are normalized to zero mean and unit variance over all pixels.
+    decay = theory.predicted_decay_per_layer(act, weight_variance_factor(cfg), cfg.depth, 1.0, **kw)
+    return decay + 0.0  # + 0.0 turns -0.0 into 0.0

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from slopestudy.model import linears
+from slopestudy.model import activations, linears
 
 
 class GradientProbe:
@@ -69,20 +69,34 @@ class GradientProbe:
 
 
 @torch.no_grad()
-def activation_stats(model: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """(3, L-1) on the device for the hidden layers: dead fraction, activation mean, std."""
-    dead, mean, std = [], [], []
-    h = x  # (B, 784)
-    for module in model:
-        h = module(h)
-        if isinstance(module, nn.Linear):
-            dead.append((h <= 0).all(dim=0).float().mean())  # before an in-place activation
-        else:
-            mean.append(h.mean())
-            std.append(h.std())
-    if not mean:  # depth 1: no hidden layer
+def activation_stats(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(3, L-1) on the device for the hidden layers: dead fraction (the activation's input <= 0
+    for every example), mean and std of the activation's output. Read by hooks on the activation
+    modules, so norms and skips in between change nothing; in eval mode (BatchNorm's running
+    statistics, as at evaluation)."""
+    acts = activations(model)
+    if not acts:  # depth 1: no hidden layer
         return torch.zeros(3, 0, device=x.device)
-    return torch.stack([torch.stack(dead[:-1]), torch.stack(mean), torch.stack(std)])
+    dead, out_stats = [], []
+
+    def before(_module, inputs):  # a pre-hook sees the input before an in-place LeakyReLU overwrites it
+        dead.append((inputs[0] <= 0).all(dim=0).float().mean())
+
+    def after(_module, _inputs, out):
+        out_stats.append((out.mean(), out.std()))
+
+    handles = [m.register_forward_pre_hook(before) for m in acts]
+    handles += [m.register_forward_hook(after) for m in acts]
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    mean, std = zip(*out_stats, strict=True)
+    return torch.stack([torch.stack(dead), torch.stack(mean), torch.stack(std)])
 
 
 # --- what the per-layer profiles say, in one number each (the summary and each run's report) --
