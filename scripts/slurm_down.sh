@@ -4,6 +4,11 @@
 # and the controller's state stay (slurm_up.sh starts them again). Harmless when not running.
 set -euo pipefail
 [[ $(id -u) -eq 0 ]] || { echo "slurm_down: must run as root" >&2; exit 1; }
+# Only the cluster slurm_up.sh configured: never the daemons of a real cluster's node.
+if ! head -n 1 /etc/slurm/slurm.conf 2>/dev/null | grep -q "^# Written by scripts/slurm_up.sh"; then
+    echo "slurm_down: /etc/slurm/slurm.conf was not written by scripts/slurm_up.sh; not stopping anything" >&2
+    exit 1
+fi
 
 stop() { # name pidfile
     local pid

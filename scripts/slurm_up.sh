@@ -7,10 +7,10 @@
 #
 # What it does, each step skipped when already done (so running it twice is harmless):
 #   1. installs Debian's slurmctld slurmd slurm-client munge (SLURM 22.05) when missing;
-#   2. writes /etc/slurm/slurm.conf for this host: its name, CPUs and memory as `slurmd -C`
-#      reports them, one partition `debug`, no accounting, no cgroups (proctrack/linuxproc,
-#      task/none), KillWait 5 s and a 10 s requeue delay instead of 120 s (cred_expire), so a
-#      requeued job starts again within seconds;
+#   2. writes /etc/slurm/slurm.conf for this host (never over one it did not write): its name,
+#      CPUs and memory as `slurmd -C` reports them, one partition `debug`, no accounting, no
+#      cgroups (proctrack/linuxproc, task/none), KillWait 5 s and a 10 s requeue delay instead
+#      of 120 s (cred_expire), so a requeued job starts again within seconds;
 #   3. starts munged, slurmctld and slurmd (as root; pid files under /run);
 #   4. waits (at most SLURM_UP_TIMEOUT s, default 60) until `sinfo` shows the node idle.
 # Exits 0 when the node is idle, non-zero with the daemons' logs otherwise.
@@ -115,6 +115,12 @@ $node_line State=UNKNOWN NodeAddr=127.0.0.1
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
 )
+# Never overwrite a configuration this script did not write (a real cluster's client config).
+if [[ -f $CONF ]] && ! head -n 1 "$CONF" | grep -q "^# Written by scripts/slurm_up.sh" && [[ -z ${SLURM_UP_FORCE:-} ]]; then
+    echo "slurm_up: ERROR: $CONF exists and was not written by this script; not touching it" \
+        "(SLURM_UP_FORCE=1 overrides)" >&2
+    exit 1
+fi
 mkdir -p "$CONF_DIR" "$STATE/slurmctld" "$STATE/slurmd" "$LOGS"
 conf_changed=0
 if [[ ! -f $CONF ]] || [[ $(cat "$CONF") != "$conf" ]]; then
