@@ -23,6 +23,9 @@ from slopestudy import data as data_mod
 from slopestudy import tblog
 from slopestudy.config import (
     EVAL_CHUNK,
+    SLOPED_ACTS,
+    Act,
+    Norm,
     Optimizer,
     StudyConfig,
     as_plain_dict,
@@ -455,6 +458,16 @@ class Run:
         write_json_atomic(self.out_dir / RUN_JSON, self.record)
 
 
+def describe_net(cfg: StudyConfig) -> str:
+    """`slope=0.2`, or `act=selu`, plus the norm and skips when present."""
+    text = f"slope={cfg.slope:g}" if cfg.act in SLOPED_ACTS else f"act={cfg.act}"
+    if cfg.act is Act.prelu:
+        text += f" (prelu, per {cfg.prelu_params})"
+    if cfg.norm is not Norm.none:
+        text += f" norm={cfg.norm}"
+    return text + (" residual" if cfg.residual else "")
+
+
 def code_line(env: dict) -> str:
     """The code a run ran, for its first log line; a dirty tree is said loudly, since such a run
     cannot be reproduced from its commit alone."""
@@ -479,14 +492,17 @@ def report(record: dict) -> str:
     cfg = record["config"]
     flow = gradflow(record)
     decay, ratio = flow["gradflow/decay_step0"], flow["gradflow/grad_ratio_step0"]
-    theory = theory_decay_per_layer(config_from_record(cfg))
-    lines = [f"result ({record['status']}): depth={cfg['depth']} width={cfg['width']} slope={cfg['slope']:g} "
-             f"init={cfg['init']}"]  # fmt: skip
+    study_cfg = config_from_record(cfg)
+    theory = theory_decay_per_layer(study_cfg)
+    lines = [f"result ({record['status']}): depth={cfg['depth']} width={cfg['width']} init={cfg['init']} "
+             + describe_net(study_cfg)]  # fmt: skip
     if math.isfinite(decay):
         hidden = cfg["depth"] - 2
+        said = f"theory {theory:.3f}" if math.isfinite(theory) else "no plain mean-field theory here"
         lines.append(
-            f"  step 0: signal decay {decay:.3f} decades/layer toward the input (theory {theory:.3f}); "
-            f"over {hidden} hidden layers: x10^-{decay * hidden:.1f} (theory x10^-{theory * hidden:.1f})"
+            f"  step 0: signal decay {decay:.3f} decades/layer toward the input ({said}); over {hidden} "
+            f"hidden layers its norm changes by x10^{-decay * hidden:.1f}"
+            + (f" (theory x10^{-theory * hidden:.1f})" if math.isfinite(theory) else "")
         )
     else:
         lines.append("  step 0: signal decay not defined (fewer than 2 hidden layers, or a zero norm)")
