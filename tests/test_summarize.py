@@ -8,10 +8,11 @@ import pytest
 import yaml
 
 from slopestudy import collect
-from slopestudy.figures import val_curves
-from slopestudy.model import theory_decay_per_layer
+from slopestudy.figures import signal_norm_step0, val_curves
 from slopestudy.probes import fit_decay, grad_ratio
 from slopestudy.summarize import main, summarize, tables_from_runs
+
+from .conftest import theory_decay
 
 BASE = {"slope": 0.0, "depth": 4, "width": 32, "init": "pytorch", "seed": 0, "optimizer": "sgd",
         "lr": 0.01, "epochs": 1, "data": {"name": "mnist", "root": "data", "train_size": None}}  # fmt: skip
@@ -64,7 +65,7 @@ def test_table_numbers_and_seed_aggregation(tmp_path):
     assert row["test_acc_mean"] == pytest.approx(0.92) and row["test_acc_n"] == 3
     assert row["test_acc_std"] == pytest.approx(0.02)
     assert row["decay_step0_mean"] == pytest.approx(0.31)
-    assert row["decay_theory_mean"] == pytest.approx(theory_decay_per_layer("pytorch", 0.0, 32))
+    assert row["decay_theory_mean"] == pytest.approx(theory_decay("pytorch", 0.0, 32, depth=4))
     assert row["steps_to_90_mean"] == 100
     table = s.tables["test accuracy"]["all runs"]
     assert table.loc[4, "slope=0"] == "0.920 ± 0.020 (3)"
@@ -135,9 +136,12 @@ def test_val_curves_leave_out_a_diverged_seed_whose_history_is_shorter(tmp_path)
         (job / "run.json").write_text(json.dumps(run))
     s = summarize([tmp_path], figures=True)
     assert (s.out_dir / "val_curves.png").exists()
-    (line,) = val_curves(s).axes[0].get_lines()
-    assert line.get_xdata().tolist() == [1, 2, 3]
-    assert line.get_ydata().tolist() == pytest.approx([0.6, 0.8, 0.9])
+    ax = val_curves(s).axes[0]
+    (mean,) = [line for line in ax.get_lines() if line.get_label() == "a=0"]
+    assert mean.get_xdata().tolist() == [1, 2, 3]
+    assert mean.get_ydata().tolist() == pytest.approx([0.6, 0.8, 0.9])
+    assert len(ax.get_lines()) == 1 + 2 + 1  # the mean, each completed run, the chance line
+    assert ax.get_ylim() == (0, 1)  # runs at chance are never cut off
 
 
 def test_plateau_columns_are_the_val_gain_over_the_second_half_and_the_last_epoch(tmp_path):
@@ -198,3 +202,22 @@ def test_the_tables_regenerate_from_runs_csv_alone(tmp_path):
     tables_from_runs(pd.read_csv(s.out_dir / "runs.csv"), tmp_path / "b")
     for name in ("accuracy_ci.csv", "vs_slope0.csv", "aggregate.csv", "test_acc__all.csv"):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+
+
+def test_figures_put_at_most_four_panels_in_a_row_and_share_the_y_axis(tmp_path):
+    # 2 inits x 5 depths: the signal profile is a row of 4 and a row of 1 per init, one y axis
+    for init in ("pytorch", "kaiming"):
+        for depth in (3, 4, 5, 6, 7):
+            make_run(
+                tmp_path,
+                f"{init}/d{depth}/seed=0",
+                init=init,
+                depth=depth,
+                decay=0.3 if init == "pytorch" else 0.0,
+            )
+    s = summarize([tmp_path], figures=False)
+    fig = signal_norm_step0(s)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    rows = {ax.get_subplotspec().rowspan.start for ax in shown}
+    assert len(shown) == 10 and len(rows) == 4 and max(ax.get_subplotspec().colspan.stop for ax in shown) <= 4
+    assert len({ax.get_ylim() for ax in shown}) == 1  # flat (kaiming) and falling (pytorch) on one scale
