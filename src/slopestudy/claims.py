@@ -1,0 +1,124 @@
+"""The analyses behind the claims round of results/README.md (issue 19), from committed runs.csv
+frames: the phase diagram with seeds, learning rate x slope at the final budget, and depth 30
+with power. Each returns a table (DataFrame) and its Markdown; outcomes that are learn-or-fail
+are success rates k/n with exact intervals, never t-intervals over a mix."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from slopestudy import stats
+from slopestudy.stats import NEVER_LEARNED, SECOND_THRESHOLD
+from slopestudy.tables import markdown_table
+
+
+def learned_mask(runs: pd.DataFrame, threshold: float = NEVER_LEARNED) -> pd.Series:
+    """A run learned: it completed (did not diverge) with final validation accuracy >= threshold."""
+    return (runs["status"] == "completed") & (runs["val_acc"] >= threshold)
+
+
+# --- phase diagram with seeds -----------------------------------------------------------------
+def phase_ridge(runs: pd.DataFrame, threshold: float = SECOND_THRESHOLD) -> pd.DataFrame:
+    """Per slope and seed: the deepest depth that learned at any sigma^2, and the sigma^2 values
+    that reach it (the ridge), next to theory's critical sigma^2 = 2/(1+a^2) and the ridge's
+    per-layer gain g = sigma^2 (1+a^2)/2 (the slope and the init enter only through g)."""
+    runs = runs.assign(learned=learned_mask(runs, threshold))
+    rows = []
+    for (slope, seed), part in runs.groupby(["slope", "seed"]):
+        deepest = part[part["learned"]].groupby("init_gain")["depth"].max()
+        top = int(deepest.max()) if len(deepest) else 0
+        ridge = sorted(deepest[deepest == top].index) if top else []
+        factor = (1 + slope**2) / 2
+        rows.append({
+            "slope": slope, "seed": int(seed), "deepest_learned": top,
+            "ridge_sigma2": ", ".join(f"{s:g}" for s in ridge) or "-",
+            "ridge_g": ", ".join(f"{s * factor:.2f}" for s in ridge) or "-",
+            "critical_sigma2": round(2 / (1 + slope**2), 3),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def phase_counts(runs: pd.DataFrame, threshold: float = SECOND_THRESHOLD) -> pd.DataFrame:
+    """Runs that learned out of n, per (slope, sigma^2) row and depth column."""
+    runs = runs.assign(learned=learned_mask(runs, threshold))
+    grouped = runs.groupby(["slope", "init_gain", "depth"])["learned"]
+    text = (grouped.sum().astype(int).astype(str) + "/" + grouped.size().astype(str)).rename("k/n")
+    table = text.reset_index().pivot_table(index=["slope", "init_gain"], columns="depth", values="k/n",
+                                           aggfunc="first")  # fmt: skip
+    table.columns = [f"depth {d}" for d in table.columns]
+    return table
+
+
+# --- learning rate x slope at the final budget ------------------------------------------------
+def rate_row(part: pd.DataFrame) -> dict:
+    """Success rate with its exact interval, divergences, median of all runs, and accuracy over
+    the runs that learned (shown next to k/n, never alone)."""
+    ok = learned_mask(part)
+    k, n = int(ok.sum()), len(part)
+    acc = part.loc[ok, "test_acc"]
+    mean, lo, hi = stats.t_interval(acc) if len(acc) > 1 else (acc.mean(), math.nan, math.nan)
+    return {
+        "learned": stats.fmt_rate(k, n),
+        "diverged": f"{int((part['status'] == 'diverged').sum())}/{n}",
+        "median val acc (all runs)": f"{part['val_acc'].fillna(0).median():.3f}",
+        "test acc of the runs that learned": stats.fmt_ci(mean, lo, hi),
+        "k": k, "n": n,
+    }  # fmt: skip
+
+
+def lr_slope_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (slope, lr): what each slope does at each learning rate of a common grid."""
+    rows = [
+        {"slope": slope, "lr": lr, **rate_row(part)} for (slope, lr), part in runs.groupby(["slope", "lr"])
+    ]
+    return pd.DataFrame(rows)
+
+
+def stability_edge(table: pd.DataFrame) -> pd.DataFrame:
+    """Per slope: the largest lr at which no run diverged, and the smallest at which one did."""
+    rows = []
+    for slope, part in table.groupby("slope"):
+        any_diverged = part["diverged"].str.split("/").str[0].astype(int) > 0
+        stable, diverging = part.loc[~any_diverged, "lr"], part.loc[any_diverged, "lr"]
+        rows.append(
+            {
+                "slope": slope,
+                "largest lr with no divergence": stable.max() if len(stable) else "-",
+                "smallest lr with a divergence": diverging.min() if len(diverging) else "-",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# --- two arms compared with power: success rates (Fisher), accuracy where all learned ---------
+def compare_arms(arms: dict[str, pd.DataFrame], base: str) -> pd.DataFrame:
+    """Every arm against `base`: success rates with exact intervals and Fisher's exact test; the
+    difference of mean test accuracy with Welch's interval only where neither arm failed;
+    Holm over the family of Fisher tests."""
+    ref = arms[base]
+    k_ref, n_ref = int(learned_mask(ref).sum()), len(ref)
+    rows = []
+    for name, part in arms.items():
+        row = {"arm": name, **rate_row(part)}
+        if name != base:
+            row["fisher p vs " + base] = stats.fisher_p(row["k"], row["n"], k_ref, n_ref)
+            if row["k"] == row["n"] and k_ref == n_ref:
+                d, lo, hi = stats.welch_interval(part["test_acc"], ref["test_acc"])
+                row["test acc difference (Welch)"] = stats.fmt_ci(d, lo, hi)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    pcol = "fisher p vs " + base
+    if pcol in table:
+        family = table[pcol].notna()
+        table.loc[family, "p (Holm)"] = stats.holm(table.loc[family, pcol].to_numpy())
+    return table
+
+
+def markdown(table: pd.DataFrame, drop: tuple[str, ...] = ("k", "n")) -> str:
+    shown = table.drop(columns=[c for c in drop if c in table])
+    for col in shown.columns:
+        if col.startswith(("fisher p", "p (Holm)")):
+            shown[col] = shown[col].map(lambda p: stats.fmt_p(p) if isinstance(p, float) and p == p else "")
+    return markdown_table(shown.fillna(""), index=False)

@@ -1,0 +1,62 @@
+"""The claims analyses on synthetic run frames whose answers are known by construction."""
+
+import pandas as pd
+import pytest
+
+from slopestudy import claims
+
+
+def runs(rows):
+    return pd.DataFrame(
+        rows, columns=["slope", "init_gain", "depth", "seed", "lr", "status", "val_acc", "test_acc"]
+    )
+
+
+def test_phase_ridge_finds_the_deepest_learned_depth_and_its_sigma2():
+    frame = runs([
+        (0.0, 1.0, 10, 0, 0.01, "completed", 0.9, 0.9), (0.0, 1.0, 20, 0, 0.01, "completed", 0.11, 0.1),
+        (0.0, 2.0, 10, 0, 0.01, "completed", 0.9, 0.9), (0.0, 2.0, 20, 0, 0.01, "completed", 0.8, 0.8),
+        (0.0, 2.8, 20, 0, 0.01, "diverged", 0.6, 0.6),  # diverged: never counts as learned
+        (0.5, 1.0, 20, 0, 0.01, "completed", 0.35, 0.3),  # learned at 0.2, not at 0.5
+    ])  # fmt: skip
+    ridge = claims.phase_ridge(frame).set_index("slope")
+    assert ridge.loc[0.0, "deepest_learned"] == 20 and ridge.loc[0.0, "ridge_sigma2"] == "2"
+    assert ridge.loc[0.0, "ridge_g"] == "1.00" and ridge.loc[0.5, "critical_sigma2"] == 1.6
+    assert ridge.loc[0.5, "deepest_learned"] == 0 and ridge.loc[0.5, "ridge_sigma2"] == "-"
+    assert claims.phase_ridge(frame, threshold=0.2).set_index("slope").loc[0.5, "deepest_learned"] == 20
+    counts = claims.phase_counts(frame)
+    assert counts.loc[(0.0, 2.0), "depth 20"] == "1/1" and counts.loc[(0.0, 1.0), "depth 20"] == "0/1"
+
+
+def test_lr_slope_table_counts_rates_with_exact_intervals_and_the_stability_edge():
+    frame = runs(
+        [(0.0, 2.0, 30, s, 0.01, "completed", 0.96, 0.95 + s / 1000) for s in range(5)]
+        + [(0.0, 2.0, 30, s, 0.05, "completed", 0.95, 0.95) for s in range(5)]
+        + [(0.5, 2.0, 30, s, 0.01, "completed", 0.96, 0.96) for s in range(5)]
+        + [(0.5, 2.0, 30, s, 0.05, "diverged", 0.1, 0.1) for s in range(2)]
+        + [(0.5, 2.0, 30, s, 0.05, "completed", 0.9, 0.9) for s in range(2, 5)]
+    )  # fmt: skip
+    table = claims.lr_slope_table(frame).set_index(["slope", "lr"])
+    assert table.loc[(0.5, 0.05), "learned"] == "3/5 [0.15, 0.95]"
+    assert table.loc[(0.5, 0.05), "diverged"] == "2/5"
+    assert table.loc[(0.0, 0.01), "test acc of the runs that learned"].startswith("0.952 [")
+    edge = claims.stability_edge(claims.lr_slope_table(frame)).set_index("slope")
+    assert edge.loc[0.0, "largest lr with no divergence"] == 0.05
+    assert edge.loc[0.5, "largest lr with no divergence"] == 0.01
+    assert edge.loc[0.5, "smallest lr with a divergence"] == 0.05
+
+
+def test_compare_arms_uses_fisher_for_rates_and_welch_only_where_all_learned():
+    ok = [(0.0, 2.0, 30, s, 0.01, "completed", 0.9, 0.90 + s / 100) for s in range(5)]
+    fail = [(0.0, 2.0, 30, s, 0.01, "completed", 0.11, 0.11) for s in range(5)]
+    arms = {"relu": runs(fail), "leaky": runs(ok), "relu again": runs(fail[:4] + ok[:1])}
+    table = claims.compare_arms(arms, base="relu").set_index("arm")
+    assert table.loc["leaky", "learned"] == "5/5 [0.48, 1.00]"
+    assert table.loc["leaky", "fisher p vs relu"] == pytest.approx(2 / 252)  # 5/5 vs 0/5
+    assert table.loc["relu again", "fisher p vs relu"] == pytest.approx(1.0)
+    assert pd.isna(table.loc["leaky"].get("test acc difference (Welch)", float("nan")))  # relu failed
+    # Holm over the two tests: the smaller p times 2
+    assert table.loc["leaky", "p (Holm)"] == pytest.approx(2 * 2 / 252)
+    both = claims.compare_arms({"a": runs(ok), "b": runs(ok)}, base="a").set_index("arm")
+    assert both.loc["b", "test acc difference (Welch)"].startswith("0.000 [")
+    assert "| arm" in claims.markdown(table.reset_index())
