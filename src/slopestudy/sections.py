@@ -1,0 +1,133 @@
+"""The published study, one entry per results section: its sweeps, its summaries, and what it
+writes. `python -m slopestudy.study` runs, reports and checks what is declared here, and
+nothing else names a sweep folder or a summary.
+
+A section lists its summaries in the order they must be made (a tuning summary before the sweep
+that reads its tuned.csv); each summary lists the sweeps it summarizes, each sweep a preset in
+conf/experiment/ (with a fixed folder) and its overrides. What a section writes is computed from
+the committed summaries alone (slopestudy.analyses): marker blocks of results/README.md
+(`<!-- study NAME: begin -->` ... `end -->`) and generated pages under results/.
+
+A new section: its presets in conf/experiment/, one `Section` below, and, if it publishes
+tables, a function in slopestudy/analyses/ and its markers in results/README.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slopestudy.analyses import fair, headline, learned
+from slopestudy.sweeps import Sweep
+
+
+@dataclass(frozen=True)
+class Summarize:
+    """`python -m slopestudy.summarize <the sweeps' folders> --out results/<out> [--tune KEY]`."""
+
+    out: str
+    """Folder under results/ (the committed summary)."""
+    sweeps: tuple[Sweep, ...]
+    tune: str | None = None
+    """Choose this key per cell on validation (writes tuned.csv, which later presets read)."""
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    title: str
+    """Where it is published (the heading of results/README.md)."""
+    summaries: tuple[Summarize, ...] = ()
+    blocks: Callable[[Path], dict[str, str]] | None = None
+    """results/ -> {marker name: Markdown} for the blocks of results/README.md."""
+    pages: dict[str, Callable[[Path], str]] = field(default_factory=dict)
+    """Generated pages: path under results/ -> results/ -> its text."""
+    needs: tuple[str, ...] = ()
+    """Sections whose summaries this one reads (its presets or its analysis)."""
+
+    @property
+    def sweeps(self) -> list[Sweep]:
+        return [sweep for s in self.summaries for sweep in s.sweeps]
+
+
+# Learning-rate grids of the fair comparison: log-spaced, 1-2-5 per decade, per optimizer and init.
+GRIDS = {
+    ("sgd", "kaiming"): "0.001,0.002,0.005,0.01,0.02,0.05",
+    ("sgd", "pytorch"): "0.005,0.01,0.02,0.05,0.1,0.2",
+    ("adam", "pytorch"): "0.0001,0.0002,0.0005,0.001,0.002,0.005",
+}
+ADAM = ("optimizer=adam", "init=pytorch", "depth=30,20,10", "slope=0,0.2,0.5")  # where SGD fails
+
+
+def _fair_blocks(results: Path) -> dict[str, str]:
+    return {f"fair/{name}": body for name, body in fair.blocks(results).items()}
+
+
+FAIR = Section(
+    "fair",
+    "2. Training, compared fairly (fair_tune, fair_final)",
+    summaries=(
+        Summarize("fair_tune_sgd_kaiming", tune="lr", sweeps=(
+            Sweep("fair_tune", ("init=kaiming", f"lr={GRIDS['sgd', 'kaiming']}"), split="depth"),
+            # the grid's top (0.05) was best for two shallow cells: the grid widened there
+            Sweep("fair_tune", ("init=kaiming", "depth=5", "slope=0.1,0.2", "lr=0.1,0.2")),
+        )),
+        Summarize("fair_tune_sgd_pytorch", tune="lr", sweeps=(
+            Sweep("fair_tune", ("init=pytorch", f"lr={GRIDS['sgd', 'pytorch']}"), split="depth"),
+        )),
+        Summarize("fair_final_sgd", sweeps=(Sweep("fair_final", ("init=kaiming",)),
+                                            Sweep("fair_final", ("init=pytorch",)))),
+        Summarize("fair_long_sgd_pytorch", sweeps=(Sweep("fair_long"),)),
+        Summarize("fair_24ep_sgd_pytorch", sweeps=(Sweep("fair_24ep"),)),
+        Summarize("fair_tune_adam_pytorch", tune="lr", sweeps=(
+            Sweep("fair_tune", (*ADAM, f"lr={GRIDS['adam', 'pytorch']}")),
+        )),
+        Summarize("fair_final_adam", sweeps=(Sweep("fair_final", ADAM),)),
+    ),
+    blocks=_fair_blocks,
+    pages={"fair.md": fair.fair_md},
+)  # fmt: skip
+
+
+def _one(name: str, title: str, *sweeps: Sweep, needs: tuple[str, ...] = ()) -> Section:
+    """A section of one summary, named like its folder under results/ (and, without `sweeps`,
+    like its one preset)."""
+    return Section(name, title, summaries=(Summarize(name, sweeps=sweeps or (Sweep(name),)),), needs=needs)
+
+
+def _learned_blocks(results: Path) -> dict[str, str]:
+    return {"learned_slope": learned.block(results)}
+
+
+SECTIONS: dict[str, Section] = {s.name: s for s in (
+    Section("init_probe", "1. At initialization the slope barely matters; the init decides", summaries=(
+        Summarize("init_probe", sweeps=(Sweep("init_probe"),)),
+        Summarize("init_probe_depth3", sweeps=(Sweep("init_probe_depth3"),)),
+    )),
+    FAIR,
+    # 2b: one lr per init, chosen by lr_tune on test accuracy; superseded by 2, kept for the record
+    Section("slope_depth", "2b. The earlier comparison (slope_depth)", summaries=(
+        Summarize("lr_tune", sweeps=(Sweep("lr_tune"),)),
+        Summarize("slope_depth", sweeps=(Sweep("slope_depth", ("init=kaiming", "lr=0.01")),
+                                         Sweep("slope_depth", ("init=pytorch", "lr=0.1")))),
+        Summarize("slope_depth_lowlr", sweeps=(Sweep("slope_depth_lowlr"),)),
+    )),
+    _one("dying_units", "3. Where the slope does matter: dying units in narrow deep nets"),
+    _one("adam_contrast", "4. Adam hides much of it, not all"),
+    _one("fashion", "5. Fashion-MNIST: the same picture",
+         Sweep("fashion", ("init=kaiming", "lr=0.01")), Sweep("fashion", ("init=pytorch", "lr=0.1"))),
+    _one("phase_diagram", "6. The edge of trainability: the slope acts like a rescaled init"),
+    Section("learned_slope", "7. Let gradient descent pick the slope: PReLU", summaries=(
+        Summarize("learned_slope", sweeps=(Sweep("learned_slope", ("init=kaiming",)),
+                                           Sweep("learned_slope", ("init=pytorch",)))),
+    ), blocks=_learned_blocks, pages={"learned.md": learned.learned_md}, needs=("fair",)),
+    Section("headline", "results/headline.md: the tables sections 1-5 quote",
+            pages={"headline.md": headline.headline_md},
+            needs=("init_probe", "slope_depth", "dying_units", "adam_contrast", "fashion")),
+    # The claims round and the fixes (in progress: summarized, not on the page yet)
+    _one("claims_phase", "Phase diagram with seeds (claims round)"),
+    _one("claims_lr_slope", "lr x slope at depth 30 (claims round)"),
+    _one("claims_power_sgd", "Depth 30 with 20 seeds per arm (claims round)", needs=("fair",)),
+    _one("fixes_step0", "What fixes vanishing gradients, at step 0"),
+)}  # fmt: skip
