@@ -1,5 +1,7 @@
 # `make study`: fresh clone -> venv, install, MNIST, the default sweep, its summary.
 # `make test`:  lint, format check and the test suite.
+# `make results`: the published page's tables from the committed summaries (seconds; see
+#                `python -m slopestudy.study --help` for status and run).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -7,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 # The default study: slope x depth (depth comes from conf/config.yaml's sweep) x init.
 STUDY_ARGS ?= slope=0,0.01,0.2 init=pytorch,kaiming
 
-.PHONY: install data study test lint clean
+.PHONY: install data study results test lint clean
 
 install: $(STAMP)
 
@@ -24,6 +26,9 @@ data: $(STAMP)
 
 study: data
 	$(PY) train.py -m $(STUDY_ARGS)
+
+results: $(STAMP)
+	$(PY) -m slopestudy.study report
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
