@@ -115,14 +115,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from slopestudy import bench
 from slopestudy import data as data_mod
 from slopestudy.config import DataConfig, Device, Init, StudyConfig
 from slopestudy.loop import Run
 from slopestudy.model import build_mlp, linears
-from slopestudy.tblog import RunLogger
 
 DEV = torch.device(os.environ.get("PROFILE_DEVICE", "cuda"))
 QUICK = os.environ.get("PROFILE_QUICK") == "1"  # tiny sizes: check the code path on a CPU
@@ -168,7 +166,7 @@ print(f"device {DEV} ({torch.cuda.get_device_name() if DEV.type == 'cuda' else '
 def _():
     with tempfile.TemporaryDirectory() as tmp:
         run = Run(cfg, Path(tmp), data=d)
-        run.logger, run.bar = RunLogger(Path(tmp), run.hparams), tqdm(disable=True)
+        run.open_logger()
         run.train_epoch()  # warm-up: allocator, cuBLAS handles, autotuning
         t_epoch, _ = timed(run.train_epoch)
         t_end, _ = timed(lambda: run.end_of_epoch(1, run.step, 0.0, t_epoch))
@@ -196,7 +194,7 @@ def bare_steps(model, opt, batch, n_steps):
 @part("launch bound? ms per bare training step against batch size (same model)")
 def _():
     torch.manual_seed(0)
-    model = build_mlp(DEPTH, cfg.width, cfg.slope).to(DEV)
+    model = build_mlp(StudyConfig(depth=DEPTH, width=cfg.width, slope=cfg.slope)).to(DEV)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     n = 20 if QUICK else 200
     for batch in (32, 128, 512, 2048, 8192):
@@ -210,7 +208,7 @@ def _():
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
-    model = build_mlp(DEPTH, cfg.width, cfg.slope).to(DEV)
+    model = build_mlp(StudyConfig(depth=DEPTH, width=cfg.width, slope=cfg.slope)).to(DEV)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     go = bare_steps(model, opt, 128, 20)
     go()
@@ -233,7 +231,7 @@ def _():
         print("skipped: needs CUDA")
         return
     torch.manual_seed(0)
-    model = build_mlp(DEPTH, cfg.width, cfg.slope).to(DEV)
+    model = build_mlp(StudyConfig(depth=DEPTH, width=cfg.width, slope=cfg.slope)).to(DEV)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     sx, sy = d.x_train[:128].clone(), d.y_train[:128].clone()
     s = torch.cuda.Stream()
@@ -274,7 +272,7 @@ def _():
     models = []
     for a, init in runs:
         torch.manual_seed(0)
-        models.append(build_mlp(DEPTH, cfg.width, a, init=init).to(DEV))
+        models.append(build_mlp(StudyConfig(depth=DEPTH, width=cfg.width, slope=a, init=Init(init))).to(DEV))
     # Stacked parameters: W[l] is (K, out, in), b[l] is (K, 1, out); each run keeps its own slope.
     ws = [torch.stack([linears(m)[l].weight.detach() for m in models]).requires_grad_() for l in range(DEPTH)]
     bs = [torch.stack([linears(m)[l].bias.detach() for m in models]).unsqueeze(1).requires_grad_()

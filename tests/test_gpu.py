@@ -61,16 +61,13 @@ def test_resumed_gpu_run_matches_an_uninterrupted_one(tiny_root, tmp_path):
 def test_no_host_sync_between_log_steps_and_divergence_still_caught(tiny_root):
     from slopestudy import data as data_mod
     from slopestudy.config import DataConfig
-    from slopestudy.tblog import RunLogger
 
     cfg = StudyConfig(depth=4, width=64, batch_size=32, lr=1e6, log_every=1000, epochs=1,
                       device=Device.cuda, data=DataConfig(root=str(tiny_root), fetch=False,
                                                           verify_md5=False, val_size=64))  # fmt: skip
     d = data_mod.load(cfg.data, CUDA)
     run = Run(cfg, tiny_root / "sync_probe", data=d)
-    run.logger = RunLogger(tiny_root / "sync_probe", run.hparams)
-    run.bar = type("Bar", (), {"update": lambda self, n: None})()
-    run.step = 1  # not a log step: step 0 and multiples of log_every are
+    run.open_logger()
     batches = list(run.batches())[:4]  # the permutation's host->device copy syncs: done before
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")  # any synchronizing op in the steps raises

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import sys
 from importlib.metadata import version
@@ -9,7 +10,7 @@ from importlib.metadata import version
 import pytest
 import torch
 
-from slopestudy.loop import PAUSE_ENV, PAUSED_MESSAGE
+from slopestudy.signals import PAUSE_ENV, PAUSED_MESSAGE
 from slopestudy.summarize import summarize
 
 from .conftest import ROOT, Child, run_child
@@ -317,3 +318,25 @@ def test_full_disk_fails_cleanly_and_the_rerun_resumes_identically(tiny_root, tm
     assert "resumed after epoch 2" in proc.stdout
     resumed, ref = load(run_dir / "run.json"), load(ref_dir / "run.json")
     assert resumed["final"] == ref["final"] and timeless(resumed["history"]) == timeless(ref["history"])
+
+
+def test_summary_names_unreadable_records_and_mixed_code(tiny_root, sweep_dir):
+    assert (
+        train(tiny_root, "depth=2,3", "epochs=1", f"hydra.sweep.dir={sweep_dir}", multirun=True).returncode
+        == 0
+    )
+    first, second = sorted(sweep_dir.rglob("run.json"))
+    record = load(first)
+    record["env"]["code_hash"] = "0123456789abcdef"  # as if the source changed between jobs
+    first.write_text(json.dumps(record))
+    second.write_text('{"status": "compl')  # cut short: not JSON
+    s = summarize([sweep_dir], figures=False)
+    assert sorted(s.runs["status"]) == ["completed", "unreadable"]
+    notes = "\n".join(s.notes)
+    assert f"UNREADABLE: {second.parent.relative_to(sweep_dir)}" in notes and "not valid JSON" in notes
+    assert "MIXED CODE" not in notes  # one readable run: one version
+    third = sweep_dir / "extra"
+    shutil.copytree(first.parent, third)
+    record["env"]["code_hash"] = "fedcba9876543210"
+    (third / "run.json").write_text(json.dumps(record))
+    assert "MIXED CODE: these runs ran 2 versions" in "\n".join(summarize([sweep_dir], figures=False).notes)

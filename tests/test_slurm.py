@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from slopestudy.loop import PAUSE_ENV, PAUSED_MESSAGE
+from slopestudy.signals import PAUSE_ENV, PAUSED_MESSAGE
 from slopestudy.summarize import summarize
 
 from .conftest import ROOT

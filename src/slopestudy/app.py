@@ -14,8 +14,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from slopestudy.config import ConfigError, as_plain_dict, schema_defaults, to_study_config
-from slopestudy.loop import Interrupted, Run, report
-from slopestudy.records import DONE, RUN_JSON, FolderLock, read_run, same_config, write_json_atomic
+from slopestudy.loop import Run
+from slopestudy.records import DONE, RUN_JSON, FolderLock, read_run, report, same_config, write_json_atomic
+from slopestudy.signals import Interrupted
 
 log = logging.getLogger("slopestudy")
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from slopestudy import data as data_mod
 from slopestudy.config import DataConfig, Device, StudyConfig
@@ -98,10 +97,9 @@ def bare_loop(cfg: StudyConfig, d: data_mod.Tensors) -> float:
 def instrumented(cfg: StudyConfig, d: data_mod.Tensors, out_dir: Path) -> float:
     """This project's training epoch (Run.train_epoch) at the config's logging rates."""
     from slopestudy.loop import Run
-    from slopestudy.tblog import RunLogger
 
     run = Run(cfg, out_dir, data=d)
-    run.logger, run.bar = RunLogger(out_dir, run.hparams), tqdm(disable=True)
+    run.open_logger()
     sync()
     t0 = time.perf_counter()
     run.train_epoch()  # ends with a host sync of its own (the epoch's mean loss)

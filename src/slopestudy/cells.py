@@ -21,7 +21,7 @@ import pandas as pd
 
 from slopestudy import stats
 from slopestudy.collect import done
-from slopestudy.config import MACHINERY, NUISANCE
+from slopestudy.config import MACHINERY, NUISANCE, StudyConfig, flat_dict
 from slopestudy.stats import NEVER_LEARNED
 
 METRICS = {  # column -> what the tables call it
@@ -39,6 +39,7 @@ RESULT_COLUMNS = {"status", "val_acc", "val_loss", "test_acc", "test_loss", "tra
                   "decay_step0", "decay_end", "grad_ratio_step0", "grad_ratio_end", "dead_frac_step0",
                   "dead_frac_end", "val_gain_last_half", "val_gain_last_epoch", "error", "job", "sweep",
                   "decay_theory"}  # fmt: skip
+CONFIG_KEYS = frozenset(flat_dict(StudyConfig()))
 SENSITIVITY = f"failures_at_{stats.SECOND_THRESHOLD:g}"  # the failure count at the second threshold
 LEARNS = 0.5  # the phase diagram's line between "learns" and "stalls" (mean val accuracy)
 SHRINKAGE_K = (0.5, 1, 2, 3, 4, 6, 8)  # theory contours: depth * |log10 g| = k
@@ -46,7 +47,9 @@ SHRINKAGE_K = (0.5, 1, 2, 3, 4, 6, 8)  # theory contours: depth * |log10 g| = k
 
 # --- which keys make a cell -------------------------------------------------------------------
 def config_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if c not in RESULT_COLUMNS and c not in MACHINERY]
+    """The columns that are config keys (by the schema, so a new result column can never be
+    taken for one), machinery left out."""
+    return [c for c in df.columns if c in CONFIG_KEYS and c not in MACHINERY]
 
 
 def group_keys(df: pd.DataFrame) -> list[str]:

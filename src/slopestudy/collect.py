@@ -19,7 +19,7 @@ import yaml
 from slopestudy.config import config_from_record, sweep_jobs
 from slopestudy.model import theory_decay_per_layer
 from slopestudy.probes import fit_decay, grad_ratio
-from slopestudy.records import DONE, lock_holder, read_run
+from slopestudy.records import DONE, RUN_JSON, lock_holder, read_run
 
 NUMERIC = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "steps_to_90",
            "dead_frac_step0", "dead_frac_end", "val_gain_last_half", "val_gain_last_epoch")  # fmt: skip
@@ -69,7 +69,9 @@ def run_row(run: dict | None, job_dir: Path, sweep_dir: Path) -> dict:
     """One job as a row: config keys (flattened, hydra's left out), status, results."""
     if run is None:  # killed before run.json, or unreadable: report it, don't crash on it
         cfg = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text()) or {}
-        run = {"status": "missing", "config": cfg}
+        unreadable = (job_dir / RUN_JSON).exists()
+        run = {"status": "unreadable" if unreadable else "missing", "config": cfg,
+               "error": f"{job_dir / RUN_JSON} is not valid JSON" if unreadable else None}  # fmt: skip
     cfg = pd.json_normalize(run["config"]).iloc[0].to_dict() if run.get("config") else {}
     history = run.get("history") or []
     last = history[-1] if len(history) > 1 else {}
@@ -98,6 +100,8 @@ def run_row(run: dict | None, job_dir: Path, sweep_dir: Path) -> dict:
         val_gain_last_epoch=last_half_gain(history[-2:]) if len(history) > 2 else None,
         error=run.get("error"),
         job=str(job_dir.relative_to(sweep_dir)),
+        code_hash=(run.get("env") or {}).get("code_hash"),
+        git_commit=(run.get("env") or {}).get("git_commit"),
         sweep=shown(sweep_dir),
     )
     if run and "config" in run:

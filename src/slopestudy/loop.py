@@ -1,46 +1,38 @@
-"""One run: load data, build the MLP, train with probes, log to TensorBoard, write run.json."""
+"""The trainer: one run's loop (batches, forward/backward with probes, epochs, evaluation),
+TensorBoard logging through tblog, checkpoints through checkpoint, the record through records."""
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import math
 import os
-import select
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from slopestudy import checkpoint, tblog
 from slopestudy import data as data_mod
-from slopestudy import tblog
-from slopestudy.config import (
-    EVAL_CHUNK,
-    SLOPED_ACTS,
-    Act,
-    Norm,
-    Optimizer,
-    StudyConfig,
-    as_plain_dict,
-    config_from_record,
-    pick_device,
-    schema_defaults,
+from slopestudy.config import EVAL_CHUNK, Optimizer, StudyConfig, as_plain_dict, pick_device
+from slopestudy.model import build_mlp, linears, prelus
+from slopestudy.probes import GradientProbe, activation_stats
+from slopestudy.records import (
+    DONE,
+    RUN_JSON,
+    code_line,
+    environment,
+    finish_record,
+    gradflow,
+    write_json_atomic,  # fmt: skip
 )
-from slopestudy.model import build_mlp, linears, prelus, theory_decay_per_layer
-from slopestudy.probes import GradientProbe, activation_stats, fit_decay, grad_ratio
-from slopestudy.records import DONE, RUN_JSON, environment, same_config, write_json_atomic
+from slopestudy.signals import Interrupted, pause_if_asked, stop_on_signals
 from slopestudy.tblog import RunLogger
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.pt"
-FINAL_METRICS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss")  # run.json "final"
 
 
 def set_threads(threads: int) -> int:
@@ -76,84 +68,6 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.
     return torch.stack([loss_sum, correct]) / len(x)
 
 
-# --- signals: SIGINT (Ctrl-C) and SIGTERM (`kill`, a scheduler) end a run the same way --------
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Interrupted(BaseException):
-    """A stop signal arrived: the run records `interrupted`, keeps its last checkpoint and ends
-    with exit code 128 + signal number (130 for SIGINT, 143 for SIGTERM), as shells report it.
-    A BaseException, like KeyboardInterrupt: no `except Exception` may swallow it."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(signal.Signals(signum).name)
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-def _ignored(sig: int) -> bool:
-    # A shell without job control starts background commands with SIGINT ignored (POSIX), so
-    # Ctrl-C in the terminal does not reach them; a run keeps such a disposition.
-    return signal.getsignal(sig) is signal.SIG_IGN
-
-
-@contextmanager
-def stop_on_signals():
-    """While the block runs, SIGINT and SIGTERM raise Interrupted once; a second signal during
-    the cleanup that follows is ignored, so run.json and the events are always written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers (KeyboardInterrupt still works there)
-        return
-
-    def stop(signum, _frame):
-        for sig in handled:
-            signal.signal(sig, signal.SIG_IGN)
-        raise Interrupted(signum)
-
-    handled = [sig for sig in STOP_SIGNALS if not _ignored(sig)]
-    previous = {sig: signal.signal(sig, stop) for sig in handled}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-# Fault injection, for tests only: with this variable set to N, a run stops after epoch N's
-# checkpoint and run.json are written, logs PAUSED_MESSAGE and waits: a stop signal ends it,
-# SIGUSR1 lets it go on. A test then acts at a point it controls (kills it, fills the disk),
-# however fast or slow the machine is.
-PAUSE_ENV = "SLOPESTUDY_PAUSE_AFTER_EPOCH"
-PAUSED_MESSAGE = "paused after epoch"
-
-
-def pause_if_asked(epoch: int) -> None:
-    if os.environ.get(PAUSE_ENV) != str(epoch):
-        return
-    # Wait on a pipe that Python's signal machinery writes to (set_wakeup_fd) rather than in
-    # signal.pause(): a signal that arrives after the "paused" line but before the wait, or that
-    # the kernel hands to another thread (torch and TensorBoard run their own), leaves a byte in
-    # the pipe, so the wait never misses it. The handler of stop_on_signals then raises here.
-    go_on: list[bool] = []
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-    previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-    previous_usr1 = signal.signal(signal.SIGUSR1, lambda *_: go_on.append(True))
-    try:
-        log.warning("%s %d (%s is set): waiting for a signal", PAUSED_MESSAGE, epoch, PAUSE_ENV)
-        while not go_on:
-            select.select([read_end], [], [])
-            os.read(read_end, 64)  # an ignored signal writes nothing
-    finally:
-        signal.signal(signal.SIGUSR1, previous_usr1)
-        signal.set_wakeup_fd(previous)
-        os.close(read_end)
-        os.close(write_end)
-
-
 class Run:
     """State of one training run; `execute()` runs it and returns the run.json record."""
 
@@ -186,11 +100,17 @@ class Run:
             "step": 0,
             "epochs_done": 0,
             "history": [],
+            "env": environment(),
         }
-        self.record["env"] = environment()
         self.logger: RunLogger | None = None  # opened by execute(), after a possible resume
         self._epoch_norms: list[list[float]] = []  # rows of [grad..., signal...] this epoch
         self.step = 0  # optimizer updates done so far
+
+    def open_logger(self, purge_step: int | None = None) -> RunLogger:
+        """Start writing this run's TensorBoard events (execute() does; so do the benchmark and
+        tests that call train_epoch() on their own; they close it)."""
+        self.logger = RunLogger(self.out_dir, self.hparams, purge_step=purge_step)
+        return self.logger
 
     # --- the pieces of a step -------------------------------------------------------------
     def batches(self):
@@ -289,15 +209,17 @@ class Run:
             code_line(self.record["env"]),
         )  # fmt: skip
         # purge_step hides events a killed run wrote after its last checkpoint.
-        self.logger = RunLogger(self.out_dir, self.hparams, purge_step=self.step if resumed else None)
+        self.open_logger(purge_step=self.step if resumed else None)
         self.save()
         with stop_on_signals():
             try:
                 self._train(resumed)
             except BaseException as e:
-                if isinstance(e, Interrupted | KeyboardInterrupt):
+                # SystemExit: submitit's timeout handler requeued the job and exits; the run resumes.
+                if isinstance(e, Interrupted | KeyboardInterrupt | SystemExit):
                     log.warning("stopped by %s after epoch %d: status interrupted, checkpoint kept",
-                                e or "SIGINT", self.record["epochs_done"])  # fmt: skip
+                                e if isinstance(e, Interrupted) else type(e).__name__,
+                                self.record["epochs_done"])  # fmt: skip
                     self.record["status"] = "interrupted"
                 self.finish(first_error=e)
                 raise
@@ -307,48 +229,21 @@ class Run:
     # --- checkpoints: written at every epoch end, so a killed run resumes where it was -----
     @property
     def checkpoint_path(self) -> Path:
-        return self.out_dir / CHECKPOINT
+        return self.out_dir / checkpoint.CHECKPOINT
 
     def save_checkpoint(self) -> None:
-        state = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "batch_gen": self.batch_gen.get_state(),
-            "step": self.step,
-            "record": json.dumps(self.record),  # a string keeps torch.load(weights_only=True) happy
-        }
-        # Serialized in memory, written by Python: a full disk then raises OSError(ENOSPC) (torch's
-        # own file writer reports only "unexpected pos"), and the partial file is removed, so the
-        # previous checkpoint stays intact and no space is held by a half-written one.
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(buffer.getbuffer())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.checkpoint_path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        checkpoint.save(
+            self.checkpoint_path, self.model, self.optimizer, self.batch_gen, self.step, self.record
+        )
 
     def try_resume(self) -> bool:
-        if not self.checkpoint_path.exists():
-            return False
-        try:
-            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-            record = json.loads(state["record"])
-        except Exception as e:  # noqa: BLE001 - a bad checkpoint means: start over
-            log.warning("ignoring unreadable checkpoint %s (%s): starting over", self.checkpoint_path, e)
-            return False
-        if not same_config(record["config"], self.record["config"], schema_defaults()):
-            log.warning("checkpoint %s has another config: starting over", self.checkpoint_path)
+        state = checkpoint.load(self.checkpoint_path, self.device, self.record["config"])
+        if state is None:
             return False
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.batch_gen.set_state(state["batch_gen"].cpu())  # map_location moved it; a Generator wants CPU
-        self.step = state["step"]
+        self.batch_gen.set_state(state["batch_gen"])
+        self.step, record = state["step"], state["record"]
         self.record = {**record, "status": "running", "env": self.record["env"], "threads": self.threads}
         self.record["resumed_at_step"] = [*record.get("resumed_at_step", []), self.step]
         return True
@@ -365,25 +260,23 @@ class Run:
                 return self.diverged(0)
             self.batch_gen.manual_seed(cfg.seed)  # training sees the same batch order as step 0
 
-        self.bar = tqdm(total=cfg.epochs * self.steps_per_epoch, disable=not sys.stderr.isatty(),
-                        leave=False, unit="step", dynamic_ncols=True)  # fmt: skip
-        try:
-            self.bar.update(self.step)
+        bar = tqdm(total=cfg.epochs * self.steps_per_epoch, initial=self.step, leave=False, unit="step",
+                   disable=not sys.stderr.isatty(), dynamic_ncols=True)  # fmt: skip
+        with bar:
             for epoch in range(self.record["epochs_done"] + 1, cfg.epochs + 1):
                 t0 = time.perf_counter()
-                train_loss = self.train_epoch()
+                train_loss = self.train_epoch(on_step=bar.update)
                 if not math.isfinite(train_loss):
                     return self.diverged(self.first_bad_step)
-                self.report(self.end_of_epoch(epoch, self.step, train_loss, time.perf_counter() - t0))
+                self.report(self.end_of_epoch(epoch, self.step, train_loss, time.perf_counter() - t0), bar)
                 self.save_checkpoint()
                 self.save()
                 pause_if_asked(epoch)
-        finally:
-            self.bar.close()
         self.record["status"] = "completed"
 
-    def train_epoch(self) -> float:
-        """One pass over the training set; returns the mean batch loss (non-finite: diverged)."""
+    def train_epoch(self, on_step: Callable[[], object] = lambda: None) -> float:
+        """One pass over the training set; returns the mean batch loss (non-finite: diverged).
+        Needs open_logger() first (log steps write the norms)."""
         cfg = self.cfg
         # Batch losses stay on the device (one copy per step, no host sync) until a log step.
         losses = torch.full((self.steps_per_epoch,), math.nan, device=self.device)
@@ -396,7 +289,7 @@ class Run:
                 return math.nan
             self.optimizer.step()
             self.step += 1
-            self.bar.update(1)
+            on_step()
         return losses.mean().item()
 
     @property
@@ -406,7 +299,7 @@ class Run:
         bad = (~torch.isfinite(self._epoch_losses[:done])).nonzero()
         return self._epoch_start + (int(bad[0]) if len(bad) else done - 1)
 
-    def report(self, e: dict) -> None:
+    def report(self, e: dict, bar: tqdm) -> None:
         speed = len(self.data.x_train) / e["seconds"]
         msg = (
             f"epoch {e['epoch']}/{self.cfg.epochs}  step {e['step']}  train_loss {e['train_loss']:.4f}  "
@@ -414,10 +307,10 @@ class Run:
             + f"test_acc {e['test_acc']:.4f}  "
             f"({e['seconds']:.1f}s, {speed:.0f} samples/s)"
         )
-        if self.bar.disable:
+        if bar.disable:
             log.info(msg)
         else:
-            self.bar.write(msg)
+            bar.write(msg)
 
     def diverged(self, at_step: int) -> None:
         log.warning("loss became non-finite at step %d: stopping this run (status diverged)", at_step)
@@ -434,11 +327,7 @@ class Run:
             log.error("could not write the end of the run in %s: %s", self.out_dir, e)
 
     def _write_end(self) -> None:
-        history = self.record["history"]
-        last = history[-1] if history else {}
-        self.record["final"] = {k: last.get(k) for k in FINAL_METRICS}
-        self.record["grad_norm_epoch_mean"] = [h["grad_norm_mean"] for h in history[1:]]
-        self.record["signal_norm_epoch_mean"] = [h["signal_norm_mean"] for h in history[1:]]
+        finish_record(self.record)
         if self.logger is not None:
             if self.record["status"] != "running":
                 # Every run gets the same metric keys; NaN (not None) where a value is missing.
@@ -456,62 +345,3 @@ class Run:
 
     def save(self) -> None:
         write_json_atomic(self.out_dir / RUN_JSON, self.record)
-
-
-def describe_net(cfg: StudyConfig) -> str:
-    """`slope=0.2`, or `act=selu`, plus the norm and skips when present."""
-    text = f"slope={cfg.slope:g}" if cfg.act in SLOPED_ACTS else f"act={cfg.act}"
-    if cfg.act is Act.prelu:
-        text += f" (prelu, per {cfg.prelu_params})"
-    if cfg.norm is not Norm.none:
-        text += f" norm={cfg.norm}"
-    return text + (" residual" if cfg.residual else "")
-
-
-def code_line(env: dict) -> str:
-    """The code a run ran, for its first log line; a dirty tree is said loudly, since such a run
-    cannot be reproduced from its commit alone."""
-    commit = (env.get("git_commit") or "unknown commit").removesuffix("+dirty")[:12]
-    dirty = ""
-    if env.get("git_dirty"):
-        dirty = " DIRTY TREE (uncommitted changes: not reproducible from its commit)"
-    return f"{commit}{dirty}, source {env.get('code_hash')}, conf {env.get('config_hash')}"
-
-
-def gradflow(record: dict) -> dict[str, float]:
-    """The step-0 gradient-flow numbers, computed as the summary computes them."""
-    return {
-        "gradflow/decay_step0": fit_decay(record.get("signal_norm_step0")),
-        "gradflow/grad_ratio_step0": grad_ratio(record.get("grad_norm_step0")),
-    }
-
-
-def report(record: dict) -> str:
-    """What one run found, in a few lines: its step-0 gradient flow next to theory, and its
-    final accuracies. Printed at the end of every run."""
-    cfg = record["config"]
-    flow = gradflow(record)
-    decay, ratio = flow["gradflow/decay_step0"], flow["gradflow/grad_ratio_step0"]
-    study_cfg = config_from_record(cfg)
-    theory = theory_decay_per_layer(study_cfg)
-    lines = [f"result ({record['status']}): depth={cfg['depth']} width={cfg['width']} init={cfg['init']} "
-             + describe_net(study_cfg)]  # fmt: skip
-    if math.isfinite(decay):
-        hidden = cfg["depth"] - 2
-        said = f"theory {theory:.3f}" if math.isfinite(theory) else "no plain mean-field theory here"
-        lines.append(
-            f"  step 0: signal decay {decay:.3f} decades/layer toward the input ({said}); over {hidden} "
-            f"hidden layers its norm changes by x10^{-decay * hidden:.1f}"
-            + (f" (theory x10^{-theory * hidden:.1f})" if math.isfinite(theory) else "")
-        )
-    else:
-        lines.append("  step 0: signal decay not defined (fewer than 2 hidden layers, or a zero norm)")
-    if math.isfinite(ratio):
-        lines.append(f"  step 0: weight-gradient norm first/last layer = 10^{ratio:.2f}")
-    final = record.get("final") or {}
-    accs = [f"{k} {final[k]:.4f}" for k in ("val_acc", "test_acc") if final.get(k) is not None]
-    if record.get("epochs_done"):
-        lines.append(f"  after {record['epochs_done']} epoch(s): " + (", ".join(accs) or "no accuracy"))
-    else:
-        lines.append("  no training (epochs=0): " + (", ".join(accs) or "no accuracy") + " at init")
-    return "\n".join(lines)

@@ -11,7 +11,12 @@ import os
 import tempfile
 from pathlib import Path
 
+from slopestudy.config import SLOPED_ACTS, Act, Norm, StudyConfig, config_from_record
+from slopestudy.model import theory_decay_per_layer
+from slopestudy.probes import fit_decay, grad_ratio
+
 RUN_JSON = "run.json"
+FINAL_METRICS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss")  # run.json "final"
 # run.json status: running (or killed while running) | completed | diverged | failed | interrupted
 DONE = ["completed", "diverged"]  # statuses that are results; a restart runs anything else again
 # Keys that may differ between a run and its restart without changing any result.
@@ -175,3 +180,73 @@ def lock_holder(folder: str | Path) -> int | None:
     holder = lock.acquire()
     lock.release()
     return holder
+
+
+# --- what a run found, in words: its first log line and its end-of-run report ----------------
+def finish_record(record: dict) -> None:
+    """The record's summary fields, from its history: the last epoch's metrics and the per-epoch
+    layer norms."""
+    history = record["history"]
+    last = history[-1] if history else {}
+    record["final"] = {k: last.get(k) for k in FINAL_METRICS}
+    record["grad_norm_epoch_mean"] = [h["grad_norm_mean"] for h in history[1:]]
+    record["signal_norm_epoch_mean"] = [h["signal_norm_mean"] for h in history[1:]]
+
+
+def describe_net(cfg: StudyConfig) -> str:
+    """`slope=0.2`, or `act=selu`, plus the norm and skips when present."""
+    text = f"slope={cfg.slope:g}" if cfg.act in SLOPED_ACTS else f"act={cfg.act}"
+    if cfg.act is Act.prelu:
+        text += f" (prelu, per {cfg.prelu_params})"
+    if cfg.norm is not Norm.none:
+        text += f" norm={cfg.norm}"
+    return text + (" residual" if cfg.residual else "")
+
+
+def code_line(env: dict) -> str:
+    """The code a run ran, for its first log line; a dirty tree is said loudly, since such a run
+    cannot be reproduced from its commit alone."""
+    commit = (env.get("git_commit") or "unknown commit").removesuffix("+dirty")[:12]
+    dirty = ""
+    if env.get("git_dirty"):
+        dirty = " DIRTY TREE (uncommitted changes: not reproducible from its commit)"
+    return f"{commit}{dirty}, source {env.get('code_hash')}, conf {env.get('config_hash')}"
+
+
+def gradflow(record: dict) -> dict[str, float]:
+    """The step-0 gradient-flow numbers, computed as the summary computes them."""
+    return {
+        "gradflow/decay_step0": fit_decay(record.get("signal_norm_step0")),
+        "gradflow/grad_ratio_step0": grad_ratio(record.get("grad_norm_step0")),
+    }
+
+
+def report(record: dict) -> str:
+    """What one run found, in a few lines: its step-0 gradient flow next to theory, and its
+    final accuracies. Printed at the end of every run."""
+    cfg = record["config"]
+    flow = gradflow(record)
+    decay, ratio = flow["gradflow/decay_step0"], flow["gradflow/grad_ratio_step0"]
+    study_cfg = config_from_record(cfg)
+    theory = theory_decay_per_layer(study_cfg)
+    lines = [f"result ({record['status']}): depth={cfg['depth']} width={cfg['width']} init={cfg['init']} "
+             + describe_net(study_cfg)]  # fmt: skip
+    if math.isfinite(decay):
+        hidden = cfg["depth"] - 2
+        said = f"theory {theory:.3f}" if math.isfinite(theory) else "no plain mean-field theory here"
+        lines.append(
+            f"  step 0: signal decay {decay:.3f} decades/layer toward the input ({said}); over {hidden} "
+            f"hidden layers its norm changes by x10^{-decay * hidden:.1f}"
+            + (f" (theory x10^{-theory * hidden:.1f})" if math.isfinite(theory) else "")
+        )
+    else:
+        lines.append("  step 0: signal decay not defined (fewer than 2 hidden layers, or a zero norm)")
+    if math.isfinite(ratio):
+        lines.append(f"  step 0: weight-gradient norm first/last layer = 10^{ratio:.2f}")
+    final = record.get("final") or {}
+    accs = [f"{k} {final[k]:.4f}" for k in ("val_acc", "test_acc") if final.get(k) is not None]
+    if record.get("epochs_done"):
+        lines.append(f"  after {record['epochs_done']} epoch(s): " + (", ".join(accs) or "no accuracy"))
+    else:
+        lines.append("  no training (epochs=0): " + (", ".join(accs) or "no accuracy") + " at init")
+    return "\n".join(lines)

@@ -25,7 +25,7 @@ from slopestudy.tables import markdown_sections, write_tables
 from slopestudy.tblog import write_summary_run
 from slopestudy.tuning import tune, tuning_notes
 
-PROBLEMS = ["failed", "interrupted", "missing", "running"]  # statuses that are not results
+PROBLEMS = ["failed", "interrupted", "missing", "unreadable", "running"]  # statuses that are not results
 
 
 def status_notes(df: pd.DataFrame, sweep_dirs: list[Path]) -> list[str]:
@@ -44,6 +44,20 @@ def status_notes(df: pd.DataFrame, sweep_dirs: list[Path]) -> list[str]:
         )
     for _, r in df[df["status"] == "diverged"].iterrows():
         notes.append(f"DIVERGED: {r['job']} (kept in the tables with its final metrics)")
+    return notes + code_notes(df)
+
+
+def code_notes(df: pd.DataFrame) -> list[str]:
+    """A warning when the runs ran different code (an edit while the sweep ran, or sweeps of
+    different commits summarized together): the `code_hash` column says which run ran which."""
+    versions = df["code_hash"].dropna().unique() if "code_hash" in df else []
+    dirty = int(df["git_commit"].fillna("").str.endswith("+dirty").sum()) if "git_commit" in df else 0
+    notes = []
+    if len(versions) > 1:
+        counts = ", ".join(f"{h}: {n} runs" for h, n in df["code_hash"].value_counts().items())
+        notes.append(f"MIXED CODE: these runs ran {len(versions)} versions of the package source ({counts})")
+    if dirty:
+        notes.append(f"DIRTY TREE: {dirty} run(s) started from a tree with uncommitted changes")
     return notes
 
 
