@@ -21,7 +21,7 @@ from slopestudy.collect import done  # noqa: E402
 from slopestudy.config import Init, StudyConfig  # noqa: E402
 from slopestudy.model import theory_decay_per_layer  # noqa: E402
 from slopestudy.phase_figure import phase_diagram  # noqa: E402
-from slopestudy.plotgrid import CHANCE, finish, grid, rows_by_variant, slope_colors  # noqa: E402
+from slopestudy.plotgrid import CHANCE, finish, grid, panel_title, rows_by_variant, slope_colors  # noqa: E402
 
 
 def _layer_values(summary: Summary, quantity: str, runs) -> np.ndarray:
@@ -60,7 +60,7 @@ def signal_norm_step0(summary: Summary) -> plt.Figure:
                 ax.plot(
                     hidden, logs[depth - 2] - theory * (depth - 2 - hidden), "--", color=colors[slope], lw=1
                 )
-        ax.set_title(f"depth {depth}, {label}", fontsize=8)
+        panel_title(ax, f"depth {depth}, {label}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("layer (0 = input side)", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -97,7 +97,7 @@ def decay_heatmap(summary: Summary) -> plt.Figure:
                         color="white" if v > vmax / 2 else "black")  # fmt: skip
         ax.set_xlabel("negative_slope")
         ax.set_ylabel("depth")
-        ax.set_title(label, fontsize=9)
+        panel_title(ax, label, 9)
     fig.colorbar(im, ax=axes, label="decay/layer (log10)")
     fig.suptitle("Signal decay per layer at step 0, measured [theory]", fontsize=10)
     return fig
@@ -149,7 +149,7 @@ def prelu_slopes(summary: Summary) -> plt.Figure | None:
             ax.errorbar(g["layer"], g["learned_slope"], yerr=[low, high], marker="o", ms=3, capsize=2,
                         color=cmap(i / max(1, len(depths) - 1)), label=f"depth {depth}")  # fmt: skip
         cell = cell if isinstance(cell, tuple) else (cell,)
-        ax.set_title(", ".join(f"{k}={v}" for k, v in zip(keys, cell, strict=True)), fontsize=8)
+        panel_title(ax, ", ".join(f"{k}={v}" for k, v in zip(keys, cell, strict=True)))
         ax.set_xlabel("hidden layer (0 = input side)")
         ax.axhline(0, color="k", lw=0.5)
         ax.grid(alpha=0.3)
@@ -174,7 +174,7 @@ def _metric_vs_depth(summary: Summary, metric: str, ylabel: str, title: str, ext
             ax.axhline(CHANCE, color="grey", ls=":", lw=1)
             ax.set_ylim(0, 1)
         ax.set_xlabel("depth (Linear layers)")
-        ax.set_title(label, fontsize=9)
+        panel_title(ax, label, 9)
         ax.grid(alpha=0.3)
     return finish(fig, axes, ylabel, title, {"title": "slope", "title_fontsize": 7})
 
@@ -213,7 +213,7 @@ def val_curves(summary: Summary) -> plt.Figure | None:
             ax.plot(x, np.nanmean(arr, axis=0), "o-", ms=3, color=colors[slope], label=f"a={slope:g}")
         ax.axhline(CHANCE, color="grey", ls=":", lw=1)
         ax.set_ylim(0, 1)
-        ax.set_title(f"depth {depth}" + (f", {label}" if label != "all runs" else ""), fontsize=8)
+        panel_title(ax, f"depth {depth}" + (f", {label}" if label != "all runs" else ""))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

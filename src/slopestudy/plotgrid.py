@@ -8,6 +8,7 @@ and colour bars never overlap.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib
 
@@ -55,3 +56,8 @@ def slope_colors(slopes):
     cmap = plt.get_cmap("viridis")
     slopes = sorted(slopes)
     return {s: cmap(i / max(1, len(slopes) - 1)) for i, s in enumerate(slopes)}
+
+
+def panel_title(ax, text: str, fontsize: int = 8) -> None:
+    """A panel's title, wrapped so that long cell labels do not run into the next panel."""
+    ax.set_title(textwrap.fill(text, width=48), fontsize=fontsize)
