@@ -60,3 +60,15 @@ def test_compare_arms_uses_fisher_for_rates_and_welch_only_where_all_learned():
     both = claims.compare_arms({"a": runs(ok), "b": runs(ok)}, base="a").set_index("arm")
     assert both.loc["b", "test acc difference (Welch)"].startswith("0.000 [")
     assert "| arm" in claims.markdown(table.reset_index())
+
+
+def test_step0_vs_theory_groups_by_fix_and_depth_and_shows_no_theory_where_there_is_none():
+    frame = pd.DataFrame({
+        "job": ["+fix=a,depth=10/seed=0", "+fix=a,depth=10/seed=1", "+fix=b,depth=10/seed=0"],
+        "depth": [10, 10, 10], "decay_step0": [0.10, 0.12, -0.05], "decay_theory": [0.1, 0.1, float("nan")],
+        "grad_ratio_step0": [-1.0, -1.2, 0.5],
+    })  # fmt: skip
+    table = claims.step0_vs_theory(frame).set_index("fix")
+    assert table.loc["a", "measured (log10/layer)"] == "0.110 ± 0.014" and table.loc["a", "gap"] == "+0.010"
+    assert table.loc["a", "n"] == 2 and table.loc["a", "log10 grad first/last"] == "-1.10"
+    assert table.loc["b", "theory"] == "–" and table.loc["b", "gap"] == "–"

@@ -122,3 +122,21 @@ def markdown(table: pd.DataFrame, drop: tuple[str, ...] = ("k", "n")) -> str:
         if col.startswith(("fisher p", "p (Holm)")):
             shown[col] = shown[col].map(lambda p: stats.fmt_p(p) if isinstance(p, float) and p == p else "")
     return markdown_table(shown.fillna(""), index=False)
+
+
+# --- what fixes it, at step 0: each fix's measured decay against its own theory --------------
+def step0_vs_theory(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per fix (the conf/fix/ choice in the job name) and depth: the measured step-0 signal decay
+    per layer (mean ± sd over seeds), the mean-field prediction for that activation and init (none
+    where norms or skips break the plain recursion), their gap, and the weight-gradient ratio."""
+    fix = runs["job"].str.extract(r"\+fix=([a-z_]+)")[0].rename("fix")
+    grouped = runs.groupby([fix, runs["depth"]])
+    table = grouped.agg(decay=("decay_step0", "mean"), sd=("decay_step0", "std"), n=("decay_step0", "size"),
+                        theory=("decay_theory", "mean"), grad_ratio=("grad_ratio_step0", "mean"))  # fmt: skip
+    table = table.reset_index()
+    sd = table["sd"].map("{:.3f}".format)
+    table["measured (log10/layer)"] = table["decay"].map("{:.3f}".format) + " ± " + sd
+    table["gap"] = (table["decay"] - table["theory"]).map(lambda v: "–" if pd.isna(v) else f"{v:+.3f}")
+    table["theory"] = table["theory"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}")
+    table["log10 grad first/last"] = table["grad_ratio"].map("{:.2f}".format)
+    return table[["fix", "depth", "n", "measured (log10/layer)", "theory", "gap", "log10 grad first/last"]]
