@@ -17,9 +17,9 @@ import pytest
 from slopestudy.analyses import fair, headline, learned
 from slopestudy.analyses.page import md_table, pm, read_block, replace_block
 from slopestudy.publish import FROM_TABLES, NEED_SWEEP, PAGE, published_state, redraw, report
-from slopestudy.sections import SECTIONS
-from slopestudy.study import main
-from slopestudy.sweeps import Job, Sweep, comparable, done_in_folder, done_in_table, parts, resolve
+from slopestudy.sections import SECTIONS, Summarize
+from slopestudy.study import Study, main, run_sweeps
+from slopestudy.sweeps import Job, Launch, Sweep, comparable, done_in_folder, done_in_table, parts, resolve
 
 from .conftest import ROOT, Child, run_child
 from .study_tiny import FIRST, SECOND
@@ -124,11 +124,11 @@ def test_every_preset_has_a_fixed_folder_and_shared_folders_split_their_jobs():
 
 
 def test_the_declared_sweeps_ask_for_the_published_jobs(committed):
-    """Each sweep's jobs are the runs in its committed summary (the folders named as they were)."""
+    """Each summary's sweeps ask for exactly the runs of its committed runs.csv, no more, no fewer."""
     for section in ALL:
         for summary in section.summaries:
             path = committed / summary.out / "runs.csv"
-            if not path.exists() or section.name.startswith(("claims", "fixes")):  # still running
+            if not path.exists():
                 continue
             runs = pd.read_csv(path)
             for sweep, r in resolve(list(summary.sweeps)).items():
@@ -226,17 +226,45 @@ def test_headline_dying_units_counts():
 
 # --- counting jobs -----------------------------------------------------------------------------
 def test_jobs_are_matched_by_value():
-    cell = {"experiment": "x", "lr": 0.01, "init": "kaiming"}
-    expected = [{**cell, "slope": 0}, {**cell, "slope": 0.5}]
+    cell = {"experiment": "x", "lr": 0.01, "init": "kaiming", "seed": 1}
+    expected = [{**cell, "slope": 0}, {**cell, "slope": 0.5}, {**cell, "slope": 0.2}]
     jobs = [
-        Job({**cell, "slope": 0.0, "seed": 1}, "completed", 3.0),
-        Job({**cell, "slope": 0.5}, "interrupted", 1.0),
-    ]
+        Job({**cell, "experiment": "y", "slope": 0.0, "log_every": 3}, "completed", 3.0),  # same folder
+        Job({**cell, "slope": 0.5}, "interrupted", 1.0),  # not a result yet
+        Job({**cell, "slope": 0.2, "epochs": 8}, "completed", 2.0),
+    ]  # another job (another folder)
     assert done_in_folder(expected, jobs) == (1, 3.0)
-    runs = pd.DataFrame({"slope": [0.0, 0.5], "lr": [0.01, 0.01], "init": "kaiming",
-                         "status": ["diverged", "failed"]})  # fmt: skip
+    runs = pd.DataFrame(
+        {
+            "slope": [0.0, 0.5],
+            "lr": [0.01, 0.01],
+            "init": "kaiming",
+            "seed": 1,
+            "status": ["diverged", "failed"],
+        }
+    )
     assert done_in_table(expected, runs) == (1, None)  # diverged is a result; `experiment` is no column
     assert comparable(np.bool_(True)) == comparable(True) == "true" and comparable(1) == comparable(1.0)
+
+
+def finished_job(folder, overrides: list[str]) -> None:
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text("{}\n")
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (folder / "run.json").write_text(json.dumps({"status": "completed", "history": [{"seconds": 2.5}]}))
+
+
+def test_a_done_sweep_reruns_when_the_tuned_table_it_reads_was_rewritten(tmp_path, capsys):
+    sweep = Sweep("fair_final", ("init=kaiming", "depth=5", "slope=0", "seed=100"))
+    r = resolve([sweep])[sweep]
+    assert r.tuned == "results/fair_tune_sgd_kaiming/tuned.csv" and len(r.jobs) == 1
+    finished_job(tmp_path / r.folder / "depth=5,init=kaiming,slope=0" / "seed=100", sweep.task())
+    study = Study(launch=Launch(root=tmp_path))
+    summary = Summarize("x", sweeps=(sweep,))
+    assert run_sweeps(study, SECTIONS["fair"], summary, {sweep: r}, dry_run=True) == (False, 0)
+    assert "1/1 done, skipped" in capsys.readouterr().out
+    run_sweeps(study, SECTIONS["fair"], summary, {sweep: r}, dry_run=True, rewritten={r.tuned})
+    assert "1/1 done; would run: python train.py -m +experiment=fair_final" in capsys.readouterr().out
 
 
 def test_a_split_sweep_runs_one_part_per_value():

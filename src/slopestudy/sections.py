@@ -129,5 +129,8 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
     _one("claims_phase", "Phase diagram with seeds (claims round)"),
     _one("claims_lr_slope", "lr x slope at depth 30 (claims round)"),
     _one("claims_power_sgd", "Depth 30 with 20 seeds per arm (claims round)", needs=("fair",)),
-    _one("fixes_step0", "What fixes vanishing gradients, at step 0"),
+    Section("fixes_step0", "What fixes vanishing gradients, at step 0", summaries=(
+        Summarize("fixes_step0", sweeps=(Sweep("fixes_step0"),)),
+        Summarize("fixes_step0_gelu_width", sweeps=(Sweep("fixes_step0_gelu_width"),)),
+    )),
 )}  # fmt: skip

@@ -59,9 +59,8 @@ class Study:
         unknown = [n for n in names if n not in self.sections and n != "all"]
         if unknown:
             raise SystemExit(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(self.sections)}")
-        if not names or "all" in names:
-            return list(self.sections.values())
-        return [self.sections[n] for n in names]
+        # in declaration order, whatever the order asked: a section comes after those it needs
+        return [s for s in self.sections.values() if not names or "all" in names or s.name in names]
 
     def summary_runs(self, summary: Summarize) -> pd.DataFrame | None:
         path = self.results / summary.out / "runs.csv"
@@ -151,21 +150,32 @@ def run(study: Study, sections: list[Section], dry_run: bool = False) -> int:
     check_needs(study, sections)
     resolved = resolve([sweep for section in sections for sweep in section.sweeps])
     failures = 0
+    rewritten: set[str] = set()  # tuned.csv files written in this run: the sweeps that read them rerun
     for section in sections:
         for summary in section.summaries:
-            ran, failed = run_sweeps(study, section, summary, resolved, dry_run)
+            ran, failed = run_sweeps(study, section, summary, resolved, dry_run, rewritten)
             failures += failed
-            folders = list(dict.fromkeys(resolved[s].folder for s in summary.sweeps))
-            if dry_run:
-                tune = f" --tune {summary.tune}" if summary.tune else ""
-                print(f"[{section.name}] then python -m slopestudy.summarize {' '.join(folders)} "
-                      f"--out results/{summary.out}{tune}")  # fmt: skip
-            elif ran or study.summary_runs(summary) is None:
-                write_summary(study, section, summary, folders)
+            if summary_step(study, section, summary, resolved, dry_run, ran) and summary.tune:
+                rewritten.add(f"results/{summary.out}/tuned.csv")
         if not dry_run and (section.blocks or section.pages):
             changed = report(study.results, [section])
             print(f"[{section.name}] report: " + (", ".join(map(str, changed)) or "the page is current"))
     return 1 if failures else 0
+
+
+def summary_step(study: Study, section: Section, summary: Summarize, resolved: dict, dry_run: bool,
+                 ran: bool) -> bool:  # fmt: skip
+    """Write the summary if its sweeps ran or it does not exist yet (on a dry run, say so);
+    whether it was written."""
+    folders = list(dict.fromkeys(resolved[s].folder for s in summary.sweeps))
+    if dry_run:
+        tune = f" --tune {summary.tune}" if summary.tune else ""
+        print(f"[{section.name}] then python -m slopestudy.summarize {' '.join(folders)} "
+              f"--out results/{summary.out}{tune}")  # fmt: skip
+        return False
+    if ran or study.summary_runs(summary) is None:
+        return write_summary(study, section, summary, folders)
+    return False
 
 
 def check_needs(study: Study, sections: list[Section]) -> None:
@@ -177,35 +187,46 @@ def check_needs(study: Study, sections: list[Section]) -> None:
                                  f"missing): run {need} first")  # fmt: skip
 
 
-def run_sweeps(study: Study, section: Section, summary: Summarize, resolved: dict, dry_run: bool):
-    """Each sweep (part) of one summary with jobs left: (whether any ran, how many ended failed)."""
+def run_sweeps(study: Study, section: Section, summary: Summarize, resolved: dict, dry_run: bool,
+               rewritten: set[str] = frozenset()):  # fmt: skip
+    """Each sweep (part) of one summary with jobs left: (whether any ran, how many ended failed).
+    A sweep that reads a tuned.csv `rewritten` in this run runs even when all its jobs are done:
+    each job reruns only if its config (its tuned value) changed."""
     ran, failed = False, 0
     for sweep in summary.sweeps:
         r = resolved[sweep]
         folder = study.launch.root / r.folder
+        relaunch = r.tuned in rewritten
         for task, jobs in parts(r):
             done = done_now(folder, jobs)
             head = f"[{section.name}] {' '.join(task)}: {done}/{len(jobs)} done"
-            if done == len(jobs):
+            if done == len(jobs) and not relaunch:
                 print(f"{head}, skipped ({r.folder})", flush=True)
             elif dry_run:
-                print(f"{head}; would run: {' '.join(study.launch.command(task)[1:])}")
+                print(f"{head}; would run: python train.py {' '.join(study.launch.command(task)[2:])}")
             else:
-                print(f"{head}, running {len(jobs) - done} into {r.folder}", flush=True)
+                what = (
+                    f"running {len(jobs) - done}"
+                    if done < len(jobs)
+                    else f"rechecking them against {r.tuned}"
+                )
+                print(f"{head}, {what} into {r.folder}", flush=True)
                 failed += run_part(study.launch, task, folder, jobs) != 0
                 ran = True
     return ran, failed
 
 
-def write_summary(study: Study, section: Section, summary: Summarize, folders: list[str]) -> None:
+def write_summary(study: Study, section: Section, summary: Summarize, folders: list[str]) -> bool:
+    """results/<out>/ and results/<out>.txt from the sweep folders there are; whether written."""
     here = [study.launch.root / f for f in folders if (study.launch.root / f).is_dir()]
     out = f"results/{summary.out}"
     if not here:
         print(f"[{section.name}] {out}: no sweep folder yet, no summary")
-        return
+        return False
     s = summarize(here, study.results / summary.out, tune_key=summary.tune)
     (study.results / f"{summary.out}.txt").write_text(f"{s.main_table()}\n\nTables and figures: {out}\n")
     print(f"[{section.name}] summary {out}: {len(s.runs)} runs", flush=True)
+    return True
 
 
 # --- the command line --------------------------------------------------------------------------

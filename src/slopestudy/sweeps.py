@@ -5,9 +5,10 @@ runs.csv when the folder is not on this machine), and running it as a subprocess
 A sweep is `python train.py -m +experiment=PRESET OVERRIDES...`. Its folder is the preset's
 `hydra.sweep.dir`, resolved by composing the real config, and must be fixed (no `${now:...}`):
 running the same sweep again then resumes it, and the jobs that finished are skipped
-(app.run_locked). A job is matched to what was asked by its own `.hydra/overrides.yaml`, parsed
-by the same parser Hydra's sweeper uses, so a folder shared by two sweeps (a grid widened at its
-edge) counts each sweep's jobs apart.
+(app.run_locked). A job folder is matched to what was asked by its own `.hydra/overrides.yaml`,
+parsed by the same parser Hydra's sweeper uses, on the overrides that name the folder: a folder
+shared by two sweeps (a grid widened at its edge) counts each sweep's jobs apart, and a job
+counts as done when its own folder holds a finished run. A committed runs.csv is matched on values.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from slopestudy.collect import done, find_jobs
-from slopestudy.config import register, sweep_jobs
+from slopestudy.config import MACHINERY, register, sweep_jobs
 from slopestudy.records import DONE, read_run
 
 REPO = Path(__file__).resolve().parents[2]  # train.py and conf/ live here
@@ -63,6 +64,7 @@ class Resolved:
     sweep: Sweep
     folder: str  # as configured, relative to the study's root (multirun/...)
     jobs: list[dict] = field(default_factory=list)  # {key: value} per job, keys as Hydra parses them
+    tuned: str | None = None  # the tuned.csv its jobs read (config key `tuned`), if any
 
 
 def resolve(sweeps: list[Sweep]) -> dict[Sweep, Resolved]:
@@ -79,7 +81,8 @@ def resolve(sweeps: list[Sweep]) -> dict[Sweep, Resolved]:
                 raise ValueError(f"{sweep.preset}: hydra.sweep.dir {raw!r} has a timestamp; a study sweep "
                                  "needs a fixed folder so that a rerun resumes it")  # fmt: skip
             params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True) or {}
-            out[sweep] = Resolved(sweep, str(cfg.hydra.sweep.dir), sweep_jobs(sweep.task(), params))
+            jobs = sweep_jobs(sweep.task(), params)
+            out[sweep] = Resolved(sweep, str(cfg.hydra.sweep.dir), jobs, cfg.get("tuned") or None)
     return out
 
 
@@ -157,14 +160,19 @@ def _matched(expected: list[dict], found: dict[tuple, float | None], keys: list[
     return len(hits), (sum(timed) if timed else None)
 
 
+def job_identity(overrides: dict) -> frozenset:
+    """What names a job folder: its overrides but the machinery keys (config.MACHINERY, which
+    Hydra leaves out of the folder's name; seed is its subfolder). Two sweeps that ask for the same
+    identity write, and skip, the same folder, whichever preset they came from."""
+    return frozenset((k, comparable(v)) for k, v in overrides.items() if k not in MACHINERY or k == "seed")
+
+
 def done_in_folder(expected: list[dict], jobs: list[Job]) -> Count:
-    """How many expected jobs are done in the folder, and their training seconds."""
-    if not expected:
-        return 0, None
-    keys = list(expected[0])
-    found = {_key(j.overrides, keys): j.seconds for j in jobs
-             if j.status in DONE and all(k in j.overrides for k in keys)}  # fmt: skip
-    return _matched(expected, found, keys)
+    """How many expected jobs have a finished run in their own folder, and their training seconds."""
+    found = {job_identity(j.overrides): j.seconds for j in jobs if j.status in DONE}
+    hits = [found[k] for k in map(job_identity, expected) if k in found]
+    timed = [s for s in hits if s is not None]
+    return len(hits), (sum(timed) if timed else None)
 
 
 def done_in_table(expected: list[dict], runs: pd.DataFrame) -> Count:
