@@ -230,8 +230,11 @@ def write_summary(study: Study, section: Section, summary: Summarize, folders: l
 
 
 # --- the command line --------------------------------------------------------------------------
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m slopestudy.study", description=__doc__.split("\n\n")[0])
+def parser(sections: dict[str, Section]) -> argparse.ArgumentParser:
+    listed = "\n".join(f"  {name:<18} {s.title}" for name, s in sections.items())
+    p = argparse.ArgumentParser(prog="python -m slopestudy.study", description=__doc__.split("\n\n")[0],
+                                epilog=f"sections (src/slopestudy/sections.py):\n{listed}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument(
         "--root", type=Path, default=REPO, help="folder of multirun/ and results/ (default: the repo)"
     )
@@ -257,10 +260,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, sections: dict[str, Section] | None = None) -> int:
     """The command line; `sections` replaces the declared ones (tests add a tiny section)."""
-    p = parser()
+    sections = dict(sections or SECTIONS)
+    p = parser(sections)
     args = p.parse_args(argv)
     launch = Launch(root=args.root.resolve())
-    study = Study(sections=dict(sections or SECTIONS), launch=launch)
+    study = Study(sections=sections, launch=launch)
     chosen = study.pick(args.sections)
     if args.command == "status":
         print(status(study, chosen))
