@@ -72,3 +72,18 @@ def test_step0_vs_theory_groups_by_fix_and_depth_and_shows_no_theory_where_there
     assert table.loc["a", "measured (log10/layer)"] == "0.110 ± 0.014" and table.loc["a", "gap"] == "+0.010"
     assert table.loc["a", "n"] == 2 and table.loc["a", "log10 grad first/last"] == "-1.10"
     assert table.loc["b", "theory"] == "–" and table.loc["b", "gap"] == "–"
+
+
+def test_depth30_power_pools_fair_final_and_pairs_by_seed():
+    def run(slope, seed, acc, init="kaiming", depth=30):
+        return {"slope": slope, "seed": seed, "init": init, "depth": depth, "lr": 0.01, "status": "completed",
+                "val_acc": acc, "test_acc": acc}  # fmt: skip
+
+    power = pd.DataFrame([run(0.0, s, 0.960 + s / 1000) for s in (300, 301, 302)]
+                         + [run(0.2, s, 0.965 + s / 1000) for s in (300, 301, 302)])  # fmt: skip
+    fair = pd.DataFrame([run(0.0, 100, 0.95), run(0.2, 100, 0.97), run(0.0, 100, 0.5, depth=20)])
+    table = claims.depth30_power(power, fair).set_index("arm")
+    assert table.loc["a=0", "n"] == 4 and table.loc["a=0.2", "n"] == 4  # depth 20 left out
+    # the 4 shared seeds differ by +0.005, +0.005, +0.005 and +0.02
+    assert table.loc["a=0.2", "paired difference (4 seeds)"].startswith("0.009 [")
+    assert table.loc["a=0.2", "fisher p vs a=0"] == pytest.approx(1.0)

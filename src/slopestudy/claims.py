@@ -140,3 +140,23 @@ def step0_vs_theory(runs: pd.DataFrame) -> pd.DataFrame:
     table["theory"] = table["theory"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}")
     table["log10 grad first/last"] = table["grad_ratio"].map("{:.2f}".format)
     return table[["fix", "depth", "n", "measured (log10/layer)", "theory", "gap", "log10 grad first/last"]]
+
+
+# --- depth 30 with power: one pre-declared comparison, so no family to correct ----------------
+def depth30_power(power: pd.DataFrame, fair_final: pd.DataFrame, slopes=(0.0, 0.2)) -> pd.DataFrame:
+    """Kaiming, depth 30, SGD: each slope's runs of the power sweep plus fair_final's runs of the
+    same cell (same lr, epochs, protocol; other seeds), as arms; the second slope against the
+    first: success rates (Fisher), the difference of test accuracy with Welch's interval, and a
+    paired interval over the seeds both arms share (same seed = same batch order and the same
+    random draws for the init, scaled by each slope's gain)."""
+    cell = (fair_final["init"] == "kaiming") & (fair_final["depth"] == 30)
+    both = pd.concat([power, fair_final[cell]], ignore_index=True)
+    arms = {f"a={s:g}": both[both["slope"] == s] for s in slopes}
+    table = compare_arms(arms, base=f"a={slopes[0]:g}")
+    a, b = (arms[f"a={s:g}"].set_index("seed")["test_acc"] for s in slopes)
+    shared = a.index.intersection(b.index)
+    d, lo, hi = stats.paired_interval(a[shared], b[shared])  # b - a, seed by seed
+    name = f"a={slopes[1]:g}"
+    table.loc[table["arm"] == name, f"paired difference ({len(shared)} seeds)"] = stats.fmt_ci(d, lo, hi)
+    table.loc[table["arm"] == name, "paired p"] = stats.paired_p(a[shared], b[shared])
+    return table
