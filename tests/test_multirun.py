@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -78,6 +79,9 @@ def test_tensorboard_reader_finds_every_tag(sweep):
         profile = acc.Scalars("1_profile/signal_norm/epoch_00")
         assert [e.step for e in profile] == list(range(depth))
         assert [e.value for e in profile] == pytest.approx(run["signal_norm_step0"], rel=1e-6)
+        # and its log10, for TensorBoard's default linear axis
+        log_profile = acc.Scalars("1_profile/log10_signal_norm/epoch_00")
+        assert [e.value for e in log_profile] == pytest.approx(np.log10(run["signal_norm_step0"]), rel=1e-5)
         # session hparams in this run (not a timestamped sub-run); the experiment is the sweep's
         plugins = acc.PluginTagToContent
         assert set(plugins("hparams")) == {"_hparams_/session_start_info", "_hparams_/session_end_info"}

@@ -14,6 +14,7 @@ first and activation statistics last:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,7 +48,20 @@ LOSS, ACC = "4_loss", "5_acc"
 HPARAM_METRICS = ["gradflow/decay_step0", "gradflow/grad_ratio_step0", "final/val_acc", "final/test_acc",
                   "final/test_loss", "final/train_loss"]  # fmt: skip
 # Differing hparams are listed in this order first (the dashboard checks the first five).
-HPARAM_ORDER = ["slope", "depth", "init", "width", "optimizer", "lr", "momentum", "epochs", "seed"]
+HPARAM_ORDER = [
+    "slope",
+    "depth",
+    "init",
+    "act",
+    "norm",
+    "residual",
+    "width",
+    "optimizer",
+    "lr",
+    "momentum",
+    "epochs",
+    "seed",
+]
 PROFILE_NOTE = (
     "**Layer profiles** (`1_profile/...`): the x axis of these charts is the **layer index** "
     "(0 = input side), not the training step. `epoch_00` is step 0, the first batch's gradient "
@@ -67,8 +81,9 @@ def profile_tag(metric: str, epoch: int) -> str:
 
 def custom_scalars_layout() -> dict:
     """Charts with many series each (tags are full-match regexes)."""
-    profiles = {f"{desc} vs LAYER (x = layer index)": ["Multiline", [rf"{PROFILE}/{m}/epoch_\d+"]]
-                for m, desc in LAYER_METRICS.items() if m in ("signal_norm", "grad_norm")}  # fmt: skip
+    profiles = {f"{log}{desc} vs LAYER (x = layer index)": ["Multiline", [rf"{PROFILE}/{log}{m}/epoch_\d+"]]
+                for log in ("log10_", "") for m, desc in LAYER_METRICS.items()
+                if m in ("signal_norm", "grad_norm")}  # fmt: skip
     per_layer = {
         f"{desc}, all layers": ["Multiline", [rf"{GROUP[m]}/layer_\d+"]] for m, desc in LAYER_METRICS.items()
     }
@@ -115,9 +130,13 @@ class RunLogger:
             self.writer.add_scalar(layer_tag(metric, i), v, step)
 
     def profile(self, metric: str, values: Sequence[float], epoch: int) -> None:
-        """One tag per moment, step = layer index: a chart of the norm against the layer."""
+        """One tag per moment, step = layer index: a chart of the norm against the layer; and
+        its log10 under `log10_<metric>`, so TensorBoard's default linear axis shows decades as
+        a straight line (the slope per layer is the summary's decay)."""
         for i, v in enumerate(values):
             self.writer.add_scalar(profile_tag(metric, epoch), v, i)
+            if v > 0 and math.isfinite(v):
+                self.writer.add_scalar(profile_tag(f"log10_{metric}", epoch), math.log10(v), i)
 
     def grad_histograms(self, weights: Sequence[torch.Tensor], step: int) -> None:
         for i, w in enumerate(weights):
