@@ -134,9 +134,18 @@ def test_init_for_other_activations(act, init, var):
     assert w.var().item() * 512 == pytest.approx(var, rel=0.03)
 
 
-def test_theory_column_is_nan_where_the_plain_recursion_does_not_hold():
-    assert math.isnan(theory_decay("kaiming", 0.2, norm=Norm("batch")))
-    assert math.isnan(theory_decay("kaiming", 0.2, residual=True))
+def test_theory_column_for_norms_and_skips():
+    # BatchNorm in the wide, large-batch limit: chi = E[phi'^2] / Var[phi]; for ReLU pi/(pi-1)
+    assert theory_decay("pytorch", 0.0, norm=Norm("batch")) == pytest.approx(
+        -0.5 * math.log10(math.pi / (math.pi - 1))
+    )
+    assert theory_decay("pytorch", 0.2, norm=Norm("layer")) == pytest.approx(
+        0.0, abs=1e-12
+    )  # LayerNorm: chi = 1
+    # skips: flat inside the stack, the first (unscaled) Linear 1/2 log10(blocks) above it
+    assert theory_decay("pytorch", 0.2, depth=30, residual=True) == pytest.approx(-0.0063, abs=5e-5)
+    assert math.isnan(theory_decay("pytorch", 0.2, norm=Norm("batch"), residual=True))
+    assert math.isnan(theory_decay("pytorch", 0.01, act=Act("gelu"), residual=True))
     assert theory_decay("kaiming", 0.2) == pytest.approx(0.0, abs=1e-12)
 
 

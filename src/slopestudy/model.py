@@ -121,14 +121,24 @@ def weight_variance_factor(cfg: StudyConfig) -> float:
 
 
 def theory_decay_per_layer(cfg: StudyConfig) -> float:
-    """Mean-field decay of log10 ||dL/dz|| per layer toward the input, from the recursion in
-    `theory` for this activation (a PReLU at its starting slope), or NaN where the plain
-    recursion does not describe the net: normalization layers and residual skips change the
-    per-layer gain (results explain by how much), and a net with < 2 hidden layers has no fit."""
-    if Norm(cfg.norm) is not Norm.none or cfg.residual:
-        return math.nan
+    """Mean-field decay of log10 ||dL/dz|| per layer toward the input (the fit over the hidden
+    layers, as probes.fit_decay measures it), from `theory` for this activation (a PReLU at its
+    starting slope): the plain recursion; with a norm before each activation, the normalized
+    gain (BatchNorm: E[phi'^2]/Var[phi], LayerNorm: E[phi'^2]/E[phi^2]); with residual skips,
+    the profile of a scaled residual stack. NaN where none applies (norm and skips together,
+    skips around a non-homogeneous activation, fewer than 2 hidden layers)."""
     act = "leaky_relu" if Act(cfg.act) in (Act.leaky_relu, Act.prelu) else Act(cfg.act).value
     kw = {"slope": cfg.slope} if act == "leaky_relu" else {}
-    # q_in = 1: the inputs are normalized to zero mean and unit variance over all pixels.
-    decay = theory.predicted_decay_per_layer(act, weight_variance_factor(cfg), cfg.depth, 1.0, **kw)
+    norm = Norm(cfg.norm)
+    if cfg.depth < 3 or (cfg.residual and norm is not Norm.none):
+        return math.nan
+    if norm is not Norm.none:
+        decay = -0.5 * math.log10(theory.normalized_gain(act, norm.value, **kw))
+    elif cfg.residual:
+        decay = theory.fitted_decay(
+            theory.residual_profile(act, weight_variance_factor(cfg), cfg.depth, **kw)
+        )
+    else:
+        # q_in = 1: the inputs are normalized to zero mean and unit variance over all pixels.
+        decay = theory.predicted_decay_per_layer(act, weight_variance_factor(cfg), cfg.depth, 1.0, **kw)
     return decay + 0.0  # + 0.0 turns -0.0 into 0.0

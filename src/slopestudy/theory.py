@@ -193,3 +193,49 @@ def flat_sigma2(act, depth, q_in=1.0, lo=0.05, hi=20.0, **kw) -> float:
     """sigma2 whose predicted decay per layer is 0 at this depth: a practical "matched" init for
     activations whose chi depends on q (brentq; raises if no sign change in [lo, hi])."""
     return float(optimize.brentq(lambda s: predicted_decay_per_layer(act, s, depth, q_in, **kw), lo, hi))
+
+
+def normalized_gain(act: str | Activation, norm: str, **kw) -> float:
+    """Backprop gain per layer (squared norm of dL/dz, Linear output to Linear output) when a
+    normalization sits between each hidden Linear and its activation, in the wide, large-batch
+    limit: the norm's output is ~N(0, 1) whatever sigma^2 is, and the backward pass divides by
+    the std it divided by. BatchNorm removes each unit's batch mean, so that std is
+    sqrt(sigma^2 Var[phi]): chi = E[phi'^2] / Var[phi] (pi/(pi-1) for ReLU: the gradient
+    explosion at init of Yang et al. 2019). LayerNorm divides by the per-example scale over
+    units, sqrt(sigma^2 E[phi^2]): chi = E[phi'^2] / E[phi^2] (1 for LeakyReLU). z ~ N(0, 1)."""
+    a = get(act)
+    e_phi2, e_dphi2 = moments(a, 1.0, **kw)
+    if norm == "batch":
+        mean = expect(lambda z: a.phi(z, **kw), 1.0)
+        return e_dphi2 / (e_phi2 - mean**2)
+    if norm == "layer":
+        return e_dphi2 / e_phi2
+    raise ValueError(f"norm must be 'batch' or 'layer', not {norm!r}")
+
+
+def residual_profile(act: str | Activation, sigma2: float, depth: int, **kw) -> list[float]:
+    """Predicted log10 ||dL/dz_l|| (up to a constant) of the Linear outputs 0..depth-2 of a net
+    whose hidden width->width blocks are h + branch(h) / sqrt(blocks) (model.Residual), for a
+    positively homogeneous activation (zero biases, wide limit). Going back through one block,
+    the stream's squared gradient grows by 1 + chi / blocks (chi = sigma^2 E[phi'^2]); a branch's
+    Linear output sees the stream's gradient times E[phi'^2] / blocks, the first Linear (outside
+    the scaled branches) times E[phi'^2]: a step of 1/2 log10(blocks) above the rest."""
+    a = get(act)
+    if not a.positively_homogeneous or depth < 3:
+        return []
+    blocks = depth - 2
+    _, e_dphi2 = moments(a, 1.0, **kw)
+    stream = [0.0]  # log10 of the stream's squared gradient above block l, from the top down
+    for _ in range(blocks):
+        stream.append(stream[-1] + math.log10(1 + sigma2 * e_dphi2 / blocks))
+    stream = stream[::-1]  # stream[l]: below block l (l = 0: the first Linear's output side)
+    first = 0.5 * (math.log10(e_dphi2) + stream[0])
+    return [first] + [0.5 * (math.log10(e_dphi2 / blocks) + above) for above in stream[1:]]
+
+
+def fitted_decay(profile: list[float]) -> float:
+    """Least-squares slope of a log10 profile over its layers, sign as probes.fit_decay (> 0:
+    shrinks toward the input); NaN with fewer than 2 layers."""
+    if len(profile) < 2:
+        return math.nan
+    return float(np.polyfit(np.arange(len(profile)), np.asarray(profile), 1)[0])
