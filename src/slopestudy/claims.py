@@ -136,7 +136,8 @@ def step0_vs_theory(runs: pd.DataFrame) -> pd.DataFrame:
     table = table.reset_index()
     sd = table["sd"].map("{:.3f}".format)
     table["measured (log10/layer)"] = table["decay"].map("{:.3f}".format) + " ± " + sd
-    table["gap"] = (table["decay"] - table["theory"]).map(lambda v: "–" if pd.isna(v) else f"{round(v, 3) + 0.0:+.3f}")
+    gap = table["decay"] - table["theory"]
+    table["gap"] = gap.map(lambda v: "–" if pd.isna(v) else f"{round(v, 3) + 0.0:+.3f}")  # + 0.0: no "-0.000"
     table["theory"] = table["theory"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}")
     table["log10 grad first/last"] = table["grad_ratio"].map("{:.2f}".format)
     return table[["fix", "depth", "n", "measured (log10/layer)", "theory", "gap", "log10 grad first/last"]]
