@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from slopestudy import claims
+from slopestudy.analyses import claims
 
 
 def runs(rows):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slopestudy.analyses import fair, headline, learned
+from slopestudy.analyses import claims, fair, headline, learned
 from slopestudy.sweeps import Sweep
 
 
@@ -125,12 +125,18 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
     Section("headline", "results/headline.md: the tables sections 1-5 quote",
             pages={"headline.md": headline.headline_md},
             needs=("init_probe", "slope_depth", "dying_units", "adam_contrast", "fashion")),
-    # The claims round and the fixes (in progress: summarized, not on the page yet)
-    _one("claims_phase", "Phase diagram with seeds (claims round)"),
-    _one("claims_lr_slope", "lr x slope at depth 30 (claims round)"),
-    _one("claims_power_sgd", "Depth 30 with 20 seeds per arm (claims round)", needs=("fair",)),
-    Section("fixes_step0", "What fixes vanishing gradients, at step 0", summaries=(
+    # The claims round (issue 19) and the fixes (issue 20)
+    Section("claims_phase", "6. The edge of trainability, with seeds", summaries=(
+        Summarize("claims_phase", sweeps=(Sweep("claims_phase"),)),
+    ), blocks=lambda r: {"claims_phase": claims.phase_block(r)}),
+    Section("claims_lr_slope", "2. lr x slope at depth 30", summaries=(
+        Summarize("claims_lr_slope", sweeps=(Sweep("claims_lr_slope"),)),
+    ), blocks=lambda r: {"claims_lr_slope": claims.lr_slope_block(r)}),
+    Section("claims_power_sgd", "2. Depth 30 with 20 seeds per arm", summaries=(
+        Summarize("claims_power_sgd", sweeps=(Sweep("claims_power_sgd"),)),
+    ), blocks=lambda r: {"claims_power_sgd": claims.power_block(r)}, needs=("fair",)),
+    Section("fixes_step0", "8. What fixes vanishing gradients, at step 0", summaries=(
         Summarize("fixes_step0", sweeps=(Sweep("fixes_step0"),)),
         Summarize("fixes_step0_gelu_width", sweeps=(Sweep("fixes_step0_gelu_width"),)),
-    )),
+    ), blocks=lambda r: {"fixes_step0": claims.fixes_block(r)}),
 )}  # fmt: skip

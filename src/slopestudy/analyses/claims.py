@@ -6,6 +6,7 @@ are success rates k/n with exact intervals, never t-intervals over a mix."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 
@@ -125,12 +126,12 @@ def markdown(table: pd.DataFrame, drop: tuple[str, ...] = ("k", "n")) -> str:
 
 
 # --- what fixes it, at step 0: each fix's measured decay against its own theory --------------
-def step0_vs_theory(runs: pd.DataFrame) -> pd.DataFrame:
+def step0_vs_theory(runs: pd.DataFrame, by: tuple[str, ...] = ("depth",)) -> pd.DataFrame:
     """Per fix (the conf/fix/ choice in the job name) and depth: the measured step-0 signal decay
     per layer (mean ± sd over seeds), the mean-field prediction for that activation and init (none
     where norms or skips break the plain recursion), their gap, and the weight-gradient ratio."""
     fix = runs["job"].str.extract(r"\+fix=([a-z_]+)")[0].rename("fix")
-    grouped = runs.groupby([fix, runs["depth"]])
+    grouped = runs.groupby([fix, *(runs[k] for k in by)])
     table = grouped.agg(decay=("decay_step0", "mean"), sd=("decay_step0", "std"), n=("decay_step0", "size"),
                         theory=("decay_theory", "mean"), grad_ratio=("grad_ratio_step0", "mean"))  # fmt: skip
     table = table.reset_index()
@@ -140,7 +141,7 @@ def step0_vs_theory(runs: pd.DataFrame) -> pd.DataFrame:
     table["gap"] = gap.map(lambda v: "–" if pd.isna(v) else f"{round(v, 3) + 0.0:+.3f}")  # + 0.0: no "-0.000"
     table["theory"] = table["theory"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}")
     table["log10 grad first/last"] = table["grad_ratio"].map("{:.2f}".format)
-    return table[["fix", "depth", "n", "measured (log10/layer)", "theory", "gap", "log10 grad first/last"]]
+    return table[["fix", *by, "n", "measured (log10/layer)", "theory", "gap", "log10 grad first/last"]]
 
 
 # --- depth 30 with power: one pre-declared comparison, so no family to correct ----------------
@@ -161,3 +162,61 @@ def depth30_power(power: pd.DataFrame, fair_final: pd.DataFrame, slopes=(0.0, 0.
     table.loc[table["arm"] == name, f"paired difference ({len(shared)} seeds)"] = stats.fmt_ci(d, lo, hi)
     table.loc[table["arm"] == name, "paired p"] = stats.paired_p(a[shared], b[shared])
     return table
+
+
+# --- the marker blocks of results/README.md ---------------------------------------------------
+def _runs(results: Path, name: str) -> pd.DataFrame | None:
+    path = results / name / "runs.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def phase_block(results: Path) -> str:
+    runs = _runs(results, "claims_phase")
+    if runs is None:
+        return "Phase diagram with seeds: not run yet."
+    counts = phase_counts(runs).reset_index().rename(columns={"init_gain": "σ²"})
+    return "\n".join([
+        f"Runs that learned (validation accuracy ≥ {SECOND_THRESHOLD}), of n, per slope, σ² and depth:", "",
+        markdown(counts, drop=()), "",
+        "Per seed: the deepest depth that learned and the σ² that reach it (the ridge); g = σ²(1+a²)/2:", "",
+        markdown(phase_ridge(runs), drop=()), "",
+        f"The same at the {NEVER_LEARNED} threshold:", "",
+        markdown(phase_ridge(runs, NEVER_LEARNED), drop=()),
+    ])  # fmt: skip
+
+
+def fixes_block(results: Path) -> str:
+    runs = _runs(results, "fixes_step0")
+    if runs is None:
+        return "Fixes at step 0: not run yet."
+    parts = [markdown(step0_vs_theory(runs), drop=())]
+    wide = _runs(results, "fixes_step0_gelu_width")
+    if wide is not None:
+        parts += ["", "GELU with He init at depth 30, wider nets:", "",
+                  markdown(step0_vs_theory(wide, by=("depth", "width")), drop=())]  # fmt: skip
+    return "\n".join(parts)
+
+
+def power_block(results: Path) -> str:
+    power, fair = _runs(results, "claims_power_sgd"), _runs(results, "fair_final_sgd")
+    if power is None or fair is None:
+        return "Depth 30 with power: not run yet."
+    table = depth30_power(power, fair)
+    return "\n".join([
+        "Kaiming, depth 30, SGD at each slope's validation lr (0.01 for both), 6 epochs; each arm pools "
+        "the power sweep's seeds with fair_final's five (same cell, lr, budget):", "",
+        markdown(table),
+    ])  # fmt: skip
+
+
+def lr_slope_block(results: Path) -> str:
+    runs = _runs(results, "claims_lr_slope")
+    if runs is None:
+        return "lr x slope: not run yet."
+    table = lr_slope_table(runs)
+    return "\n".join([
+        "Kaiming, depth 30, SGD, 6 epochs, every slope at every lr (fresh seeds):", "",
+        markdown(table), "",
+        "Each slope's stability edge (runs that diverged, by lr):", "",
+        markdown(stability_edge(table), drop=()),
+    ])  # fmt: skip
