@@ -69,7 +69,7 @@ def test_report_follows_the_data(tmp_path):
     assert published_state(results, SECTIONS["fair"]).startswith("REPORT WOULD CHANGE fair/sgd (stale)")
     assert sorted(p.name for p in report(results, ALL)) == [PAGE, "fair.md"]
     new = (results / PAGE).read_text()
-    assert "| kaiming | 5 | 0.500 [0.974, 0.977] |" in read_block(new, "fair/sgd")
+    assert "| kaiming | 5 | 5/5 [0.48, 1.00]: 0.500 [0.974, 0.977] |" in read_block(new, "fair/sgd")
     for name in ("fair/long", "fair/adam", "learned_slope"):
         assert read_block(new, name) == read_block(page, name)
     assert new.replace(read_block(new, "fair/sgd"), "") == page.replace(read_block(page, "fair/sgd"), "")
@@ -175,8 +175,13 @@ def test_page_blocks_and_grid():
 
 def test_fair_cells_and_sentences():
     row = pd.Series({"lr": 0.005, "at_edge": True, "failures": 2, "n": 2, "val_acc": 0.1})
-    assert fair.tuned_cell(row) == "0.005* (never learned)"
+    assert fair.tuned_cell(row) == "0.005* (untrainable)"  # a tuned.csv without the flag
     assert fair.tuned_cell(pd.Series({**row, "failures": 0})) == "0.005* (0.100)"
+    flagged = pd.Series(
+        {**row, "failures": 0, "untrainable_on_grid": False, "margin": 0.0012, "runner_up": 0.01}
+    )
+    assert fair.tuned_cell(flagged) == "0.005* (0.100; +0.001 over 0.01)"
+    assert fair.tuned_cell(pd.Series({**flagged, "untrainable_on_grid": True})) == "0.005* (untrainable)"
     df = pd.DataFrame(
         {"init": ["kaiming"] * 3, "depth": [5, 5, 10], "slope": [0.0, 0.5, 0.0], "v": ["x", "y", "z"]}
     )
@@ -186,10 +191,6 @@ def test_fair_cells_and_sentences():
         "| kaiming | 5 | x | y |",
         "| kaiming | 10 | z | – |",
     ]
-    # a summary with tests (a p column) says why cells have no interval differently
-    assert "Fisher" in fair.without_interval(3, tested=True)
-    assert fair.without_interval(3, tested=False) == " (3 cells without a run that learned on one side: –)"
-    assert fair.without_interval(0, tested=True) == ""
 
 
 def test_long_section_counts_runs_that_learned(tmp_path):
@@ -206,11 +207,13 @@ def test_long_section_counts_runs_that_learned(tmp_path):
 
 def test_learned_twins():
     prelu = pd.DataFrame({"init": "kaiming", "prelu_params": "layer", "slope": 0.2, "depth": 5, "lr": 0.05,
-                          "epochs": 6, "status": "completed", "val_acc": 0.9,
-                          "test_acc": [0.97, 0.98, 0.99]})  # fmt: skip
+                          "epochs": 6, "status": "completed", "val_acc": 0.9, "seed": [100, 101, 102],
+                          "test_acc": [0.97, 0.98, 0.995]})  # fmt: skip
     fixed = prelu.drop(columns="prelu_params").assign(test_acc=[0.95, 0.96, 0.97], lr=[0.05, 0.05, 0.02])
     t = learned.twin_table(prelu, fixed)
-    assert t["d"].iloc[0] == pytest.approx(0.02) and t["d_lo"].iloc[0] < 0.02 < t["d_hi"].iloc[0]
+    # paired on seed: differences 0.02, 0.02, 0.025
+    assert t["d"].iloc[0] == pytest.approx(0.065 / 3) and t["d_lo"].iloc[0] < 0.02 < t["d_hi"].iloc[0]
+    assert t["test"].iloc[0] == "paired" and t["p_holm"].iloc[0] == pytest.approx(t["p"].iloc[0])
     assert not t["alike"].iloc[0]  # the twin ran at other lrs: marked †
     assert "| 0.05† |" in learned.twin_markdown(t)
 

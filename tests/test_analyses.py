@@ -1,0 +1,97 @@
+"""The fair and learned-slope blocks' statistics on small synthetic frames: k/n cells, the
+Welch-or-Fisher choice, Holm marks and the paired-by-seed analysis."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from slopestudy import stats
+from slopestudy.analyses import fair, learned
+from slopestudy.cells import accuracy_ci, compare_to
+
+
+def runs(cells: dict[tuple[int, float], list[float]], init: str = "pytorch") -> pd.DataFrame:
+    """One row per run: (depth, slope) -> test accuracies of seeds 100, 101, ... (val = test)."""
+    rows = [{"init": init, "depth": depth, "slope": slope, "seed": 100 + i, "status": "completed",
+             "val_acc": acc, "test_acc": acc}
+            for (depth, slope), accs in cells.items() for i, acc in enumerate(accs)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+RUNS = runs({
+    (5, 0.0): [0.970, 0.972, 0.974, 0.971, 0.973],
+    (5, 0.5): [0.960, 0.963, 0.964, 0.962, 0.961],  # lower on every seed: Welch and paired resolve
+    (5, 0.2): [0.971, 0.972, 0.973, 0.972, 0.974],
+    (30, 0.0): [0.11, 0.11, 0.11, 0.11, 0.11],  # never learned
+    (30, 0.5): [0.95, 0.96, 0.94, 0.95, 0.96],  # all learned: Fisher 5/5 vs 0/5
+    (30, 0.2): [0.30, 0.11, 0.40, 0.96, 0.11],  # 3/5 at 0.2, 1/5 at 0.5
+})  # fmt: skip
+KEYS = ["depth", "slope"]
+
+
+def test_ci_cells_show_k_of_n_and_no_mean_over_failures():
+    ci = accuracy_ci(RUNS, KEYS).assign(init="pytorch").set_index(["depth", "slope"])
+    assert fair.ci_cell(ci.loc[(5, 0.5)]).startswith("5/5 [0.48, 1.00]: 0.962 [")
+    assert fair.ci_cell(ci.loc[(30, 0.0)]) == "0/5 [0.00, 0.52]; median 0.110"
+    # runs between the thresholds: k/n at both and the median, no mean or t-interval
+    assert fair.ci_cell(ci.loc[(30, 0.2)]) == f"{stats.fmt_rate(3, 5)}; 1/5 at 0.5; median 0.300"
+    # every t-interval shown is over runs that learned only
+    shown = ci[ci["learned"] == ci["n"]]
+    assert (shown["test_acc_lo"] > 0.9).all()
+
+
+def test_difference_section_chooses_welch_or_fisher_and_marks_holm():
+    vs = fair.with_paired(compare_to(RUNS, KEYS).assign(init="pytorch"), RUNS)
+    by = vs.set_index(["depth", "slope"])
+    assert list(by["test"]) == ["welch", "welch", "fisher", "fisher"]
+    assert by.loc[(30, 0.5), "p"] == pytest.approx(stats.fisher_p(5, 5, 0, 5))
+    assert by.loc[(30, 0.5), "p_paired"] == by.loc[(30, 0.5), "p"]  # Fisher cells keep Fisher's p
+    assert by.loc[(5, 0.5), "p_paired"] == pytest.approx(
+        stats.paired_p(RUNS[(RUNS.depth == 5) & (RUNS.slope == 0)]["test_acc"],
+                       RUNS[(RUNS.depth == 5) & (RUNS.slope == 0.5)]["test_acc"]))  # fmt: skip
+    assert list(vs["p_paired_holm"]) == pytest.approx(list(stats.holm(vs["p_paired"])))
+    text = "\n".join(fair.difference_section(vs))
+    lines = text.splitlines()
+    assert "Family: all 4 comparisons of this block" in text and "seeds 100–104" in text
+    row = next(line for line in lines if line.startswith("| pytorch | 5 | 0.5 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[5] == "welch" and cells[7].startswith("**") and cells[10].startswith("**")
+    fisher_row = next(line for line in lines if line.startswith("| pytorch | 30 | 0.5 |"))
+    assert "| 5/5 vs 0/5 | – | fisher |" in fisher_row and "(Fisher)" in fisher_row
+    survivors = next(line for line in lines if line.startswith("Survive Holm"))
+    assert survivors.startswith("Survive Holm, Welch/Fisher: ") and "Paired/Fisher: " in survivors
+    assert "pytorch depth 5 a=0.5 (-0.010" in survivors
+
+
+def test_untrainable_and_margin_in_the_tuning_table(tmp_path):
+    folder = tmp_path / "fair_tune_sgd_pytorch"
+    folder.mkdir()
+    pd.DataFrame({"slope": [0.0, 0.0], "depth": [5, 30], "tuned_key": "lr", "lr": [0.05, 0.005],
+                  "n": 2, "val_acc": [0.97, 0.11], "failures": [0, 2], "at_edge": [False, True],
+                  "grid": "0.005,0.05", "untrainable_on_grid": [False, True],
+                  "margin": [0.0021, 0.0], "runner_up": [0.1, 0.01]}).to_csv(folder / "tuned.csv",
+                                                                           index=False)  # fmt: skip
+    text = "\n".join(fair.tuned_section(tmp_path, "sgd"))
+    assert "| pytorch | 5 | 0.05 (0.970; +0.002 over 0.1) |" in text
+    assert "| pytorch | 30 | 0.005* (untrainable) |" in text
+    assert fair.UNTRAINABLE in text and "1 of 2 are untrainable on the grid (pytorch depth 30 a=0)" in text
+
+
+def test_learned_twins_paired_on_seed_with_holm():
+    base = {"init": "kaiming", "prelu_params": "layer", "lr": 0.05, "epochs": 6, "status": "completed"}
+    prelu = pd.DataFrame([{**base, "slope": s, "depth": d, "seed": 100 + i, "val_acc": acc, "test_acc": acc}
+                          for (s, d, accs) in ((0.2, 5, [0.97, 0.98, 0.99]), (0.2, 30, [0.11, 0.11, 0.95]))
+                          for i, acc in enumerate(accs)])  # fmt: skip
+    fixed = prelu.drop(columns="prelu_params").copy()
+    fixed["test_acc"] = fixed["val_acc"] = [0.96, 0.975, 0.98, 0.95, 0.95, 0.95]
+    t = learned.twin_table(prelu, fixed).set_index("depth")
+    # depth 5: paired differences 0.01, 0.005, 0.01
+    assert t.loc[5, "test"] == "paired" and t.loc[5, "d"] == pytest.approx(0.025 / 3)
+    assert t.loc[5, "p"] == pytest.approx(stats.paired_p([0.96, 0.975, 0.98], [0.97, 0.98, 0.99]))
+    # depth 30: two PReLU runs failed, so the learned rates over the pairs (1/3 vs 3/3) by Fisher
+    assert t.loc[30, "test"] == "fisher" and t.loc[30, "p"] == pytest.approx(stats.fisher_p(3, 3, 1, 3))
+    assert list(t["p_holm"]) == pytest.approx(list(stats.holm(t["p"])))
+    slopes = pd.DataFrame(columns=[*learned.CELL, "first_value", "last_value"])
+    _, sentence = learned.findings(slopes, t.reset_index())
+    assert "after Holm over the family of all 2 twin comparisons" in sentence
