@@ -55,16 +55,18 @@ def phase_counts(runs: pd.DataFrame, threshold: float = SECOND_THRESHOLD) -> pd.
 # --- learning rate x slope at the final budget ------------------------------------------------
 def rate_row(part: pd.DataFrame) -> dict:
     """Success rate with its exact interval, divergences, median of all runs, and accuracy over
-    the runs that learned (shown next to k/n, never alone)."""
-    ok = learned_mask(part)
-    k, n = int(ok.sum()), len(part)
+    the runs that learned (shown next to k/n, never alone). Where the count at SECOND_THRESHOLD
+    differs, some runs learned only partly: both counts and the median, no mean over them."""
+    ok, ok_strict = learned_mask(part), learned_mask(part, SECOND_THRESHOLD)
+    k, n, k_strict = int(ok.sum()), len(part), int(ok_strict.sum())
     acc = part.loc[ok, "test_acc"]
     mean, lo, hi = stats.t_interval(acc) if len(acc) > 1 else (acc.mean(), math.nan, math.nan)
+    partly = k != k_strict
     return {
-        "learned": stats.fmt_rate(k, n),
+        "learned": stats.fmt_rate(k, n) + (f"; {k_strict}/{n} at {SECOND_THRESHOLD:g}" if partly else ""),
         "diverged": f"{int((part['status'] == 'diverged').sum())}/{n}",
         "median val acc (all runs)": f"{part['val_acc'].fillna(0).median():.3f}",
-        "test acc of the runs that learned": stats.fmt_ci(mean, lo, hi),
+        "test acc of the runs that learned": "– (partly learned)" if partly else stats.fmt_ci(mean, lo, hi),
         "k": k, "n": n,
     }  # fmt: skip
 
