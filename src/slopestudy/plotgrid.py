@@ -48,7 +48,8 @@ def finish(fig: plt.Figure, axes: list, ylabel: str, title: str, legend: dict | 
         if ax.get_visible() and ax.get_subplotspec().is_first_col():
             ax.set_ylabel(ylabel, fontsize=8)
     axes[0].legend(fontsize=7, **(legend or {}))
-    fig.suptitle(title, fontsize=10)
+    # wrapped to the figure's width: a one-panel figure is narrower than most titles
+    fig.suptitle(textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 13))), fontsize=10)
     return fig
 
 
