@@ -6,7 +6,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import OmegaConfBaseException
 
-from slopestudy.config import ConfigError, Init, StudyConfig, register, to_study_config
+from slopestudy.config import ConfigError, Init, StudyConfig, register
+from slopestudy.validate import to_study_config
 
 from .conftest import ROOT
 

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from slopestudy.config import ConfigError, register, to_study_config
+from slopestudy.config import ConfigError, register
 from slopestudy.summarize import summarize
 from slopestudy.tuning import rank_values
+from slopestudy.validate import to_study_config
 
 from .conftest import ROOT
 from .test_summarize import make_run
@@ -65,7 +66,7 @@ def test_a_cell_where_no_lr_learns_takes_the_lowest_validation_loss_not_the_grid
     assert row["failures"] == row["n"] == 2
     assert any(n.startswith("UNTRAINABLE: slope=0.0, depth=4: no lr of") for n in s.notes)
     table = pd.read_csv(s.out_dir / "tuned.csv")
-    assert list(table.columns[:4]) == ["slope", "depth", "tuned_key", "lr"]  # config.apply_tuned's contract
+    assert list(table.columns[:4]) == ["slope", "depth", "tuned_key", "lr"]  # validate.apply_tuned's contract
     assert bool(table["untrainable_on_grid"].iloc[0]) and table["runner_up"].iloc[0] == 0.1
 
 

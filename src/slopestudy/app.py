@@ -13,10 +13,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from slopestudy.config import ConfigError, as_plain_dict, schema_defaults, to_study_config
+from slopestudy.config import ConfigError, as_plain_dict, schema_defaults
 from slopestudy.loop import Run
 from slopestudy.records import DONE, RUN_JSON, FolderLock, read_run, report, same_config, write_json_atomic
 from slopestudy.signals import Interrupted
+from slopestudy.validate import to_study_config
 
 log = logging.getLogger("slopestudy")
 

@@ -9,8 +9,9 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
-from slopestudy.config import sweep_errors, sweep_jobs
+from slopestudy.config import sweep_jobs
 from slopestudy.records import lock_holder, read_run
+from slopestudy.validate import sweep_errors
 
 log = logging.getLogger("slopestudy")
 

@@ -8,19 +8,16 @@ config is turned into these dataclasses at the start of a job.
 from __future__ import annotations
 
 import ast
-import csv
 import inspect
 import itertools
 import math
-import os
 import textwrap
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import OmegaConf
 
 
 class ConfigError(ValueError):
@@ -203,98 +200,6 @@ def check(ok: bool, key: str, value: object, allowed: str) -> None:
         raise ConfigError(f"invalid config: {key}={value!r}; allowed: {allowed}")
 
 
-def to_study_config(cfg: DictConfig) -> StudyConfig:
-    """Hydra's composed config -> validated StudyConfig (raises ConfigError)."""
-    try:
-        obj = OmegaConf.to_object(cfg)
-    except OmegaConfBaseException as e:  # e.g. a missing value
-        raise ConfigError(f"invalid config: {e}") from e
-    assert isinstance(obj, StudyConfig)
-    if obj.tuned:
-        apply_tuned(obj)
-    check_fits(obj, pick_device(obj.device))
-    return obj
-
-
-# --- what the machine can do: checked with the values, before any work -----------------------
-def pick_device(choice: Device):
-    """The torch.device a run will use; device=cuda without a GPU is a config error."""
-    import torch  # here, not at the top: composing a config must not need torch
-
-    if choice is Device.cuda and not torch.cuda.is_available():
-        raise ConfigError("invalid config: device='cuda' but no CUDA GPU is visible; allowed: auto, cpu")
-    if choice is Device.cpu or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
-
-
-# What a run's process holds besides the parts below (torch, torchvision, tensorboard, hydra,
-# their allocators): measured peak RSS minus the parts, on the 2-core CPU machine (~600 MiB).
-# Counted only on the CPU, where it shares the RAM.
-PROCESS_BASE_BYTES = 600 * 2**20
-EVAL_CHUNK = 10_000  # examples per forward pass when evaluating (loop.evaluate)
-
-
-def estimate_bytes(cfg: StudyConfig, on_cpu: bool = True) -> dict[str, int]:
-    """Peak memory of a run, by part (float32). tests/test_resources.py holds it against the
-    measured peak RSS of real runs."""
-    n_in, n_out, w, depth = 784, 10, cfg.width, cfg.depth
-    sizes = [n_in] + [w] * (depth - 1) + [n_out]
-    params = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
-    state = {"sgd": 1 if cfg.momentum > 0 else 0, "adam": 2}[cfg.optimizer.value]
-    units = sum(sizes[1:])  # outputs of every layer
-    full_train, full_test = DATASET_SIZES[cfg.data.name]
-    if cfg.act is Act.prelu:
-        params += (depth - 1) * (w if cfg.prelu_params is PreluParams.unit else 1)
-    parts = {
-        "parameters": 4 * params,
-        "gradients": 4 * params,
-        "optimizer state": 4 * params * state,
-        # autograd keeps z and LeakyReLU(z) of every layer (z only with inplace), and backward
-        # holds a gradient of the same size as it goes
-        "batch activations": 4 * cfg.batch_size * units * (2 if cfg.inplace else 3),
-        # no grad: two layer outputs alive at a time
-        "evaluation chunk": 4 * min(EVAL_CHUNK, full_train) * max(sizes[1:]) * 2,
-        # uint8 files as torchvision holds them + float32 train/val/test tensors
-        "data": (full_train + full_test) * n_in * (1 + 4),
-    }
-    if on_cpu:
-        parts["process (torch, libraries)"] = PROCESS_BASE_BYTES
-    return parts
-
-
-def available_bytes(device) -> int:
-    """What the device can give a run: free GPU memory, or the OS's MemAvailable on the CPU."""
-    if device.type == "cuda":
-        import torch
-
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def check_fits(cfg: StudyConfig, device) -> None:
-    parts = estimate_bytes(cfg, on_cpu=device.type == "cpu")
-    need, have = sum(parts.values()), available_bytes(device)
-    if need > have:
-        biggest = max(parts, key=parts.get)
-        raise ConfigError(
-            f"invalid config: width={cfg.width}, depth={cfg.depth}, batch_size={cfg.batch_size} needs "
-            f"about {_gib(need)} ({biggest} {_gib(parts[biggest])}) but {device.type} has {_gib(have)} "
-            "available; allowed: a smaller width, depth or batch_size"
-        )
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
-
-
 def config_from_record(config: dict) -> StudyConfig:
     """The StudyConfig of a run.json's `config` (keys it lacks take their schema default: a run
     recorded before a key existed ran with that default)."""
@@ -319,43 +224,6 @@ def flat_dict(cfg: StudyConfig) -> dict:
     return {**plain, **{f"data.{k}": v for k, v in data.items()}}
 
 
-def apply_tuned(cfg: StudyConfig) -> None:
-    """Set the tuned key (e.g. lr) from the `cfg.tuned` table's row for this run's cell.
-
-    The table's columns before `tuned_key` are the cell's keys; a row matches when every one
-    equals this run's value (numbers compared as numbers)."""
-    path = Path(cfg.tuned)
-    if not path.is_file():
-        raise ConfigError(f"invalid config: tuned={cfg.tuned!r}; allowed: a tuned.csv from summarize --tune")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    header = list(rows[0]) if rows else []
-    if "tuned_key" not in header:
-        raise ConfigError(f"invalid config: tuned={cfg.tuned!r}; allowed: a tuned.csv (no tuned_key column)")
-    cell_keys = header[: header.index("tuned_key")]
-    mine = flat_dict(cfg)
-    unknown = [k for k in cell_keys if k not in mine]
-    if unknown:
-        raise ConfigError(f"invalid config: tuned={cfg.tuned!r}; its cell keys {unknown} are not config keys")
-    for row in rows:
-        if all(_same_value(mine[k], row[k]) for k in cell_keys):
-            key = row["tuned_key"]
-            setattr(cfg, key, type(getattr(cfg, key))(float(row[key])))
-            cfg.__post_init__()  # the tuned value must pass the same range checks
-            return
-    cell = ", ".join(f"{k}={mine[k]}" for k in cell_keys)
-    raise ConfigError(f"invalid config: tuned={cfg.tuned!r} has no row for {cell}; allowed: its cells")
-
-
-def _same_value(mine: object, text: str) -> bool:
-    if isinstance(mine, bool) or not isinstance(mine, int | float):
-        return str(mine) == text
-    try:
-        return math.isclose(float(mine), float(text), rel_tol=1e-9, abs_tol=1e-12)
-    except ValueError:
-        return False
-
-
 def as_plain_dict(cfg: StudyConfig) -> dict:
     """The resolved config as JSON-friendly nested dict (enums as their names)."""
     return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
@@ -374,30 +242,6 @@ def sweep_jobs(task: list[str], params: dict | None) -> list[dict]:
         values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
         axes[o.get_key_element().lstrip("+~")] = values
     return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
-
-
-def sweep_errors(base: DictConfig, jobs: list[dict]) -> list[str]:
-    """Validate every job of a sweep before the first one runs: one message per bad value.
-
-    `base` is the composed config without `hydra`; only plain keys are checked here (a group
-    choice such as `data=fashion` is a node, and Hydra checks those when it composes the job)."""
-    errors: dict[str, None] = {}  # ordered, without repeats
-    for job in jobs:
-        cfg = base.copy()
-        try:
-            for key, value in job.items():
-                current = OmegaConf.select(cfg, key, default=_ABSENT)
-                if current is not _ABSENT and not isinstance(current, DictConfig):
-                    OmegaConf.update(cfg, key, value)
-            to_study_config(cfg)  # values, the device and the memory it needs
-        except ConfigError as e:
-            errors[str(e)] = None
-        except OmegaConfBaseException as e:
-            errors[f"invalid config: {key}={value!r}; {str(e).splitlines()[0]}"] = None
-    return list(errors)
-
-
-_ABSENT = object()
 
 
 def field_docs(cls: type) -> dict[str, str]:

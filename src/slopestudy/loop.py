@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from slopestudy import checkpoint, tblog
 from slopestudy import data as data_mod
-from slopestudy.config import EVAL_CHUNK, Optimizer, StudyConfig, as_plain_dict, pick_device
+from slopestudy.config import Optimizer, StudyConfig, as_plain_dict
 from slopestudy.model import build_mlp, linears, prelus
 from slopestudy.probes import GradientProbe, activation_stats
 from slopestudy.records import (
@@ -29,6 +29,7 @@ from slopestudy.records import (
     gradflow,
     write_json_atomic,  # fmt: skip
 )
+from slopestudy.resources import EVAL_CHUNK, pick_device
 from slopestudy.signals import Interrupted, pause_if_asked, stop_on_signals
 from slopestudy.tblog import RunLogger
 

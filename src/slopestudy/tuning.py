@@ -1,7 +1,7 @@
 """Choosing a nuisance value (e.g. lr) per cell on validation data: `summarize --tune KEY`.
 
 tuned.csv has one row per cell: the cell keys, then `tuned_key` and the chosen value (what
-`python train.py tuned=<tuned.csv>` reads: config.apply_tuned takes the columns before
+`python train.py tuned=<tuned.csv>` reads: validate.apply_tuned takes the columns before
 `tuned_key` as the cell keys), then what the value scored and how it was chosen:
 - the best mean validation accuracy wins (a diverged run scores 0, so a value that sometimes
   diverges loses);
@@ -148,7 +148,7 @@ def tuning_scores(df: pd.DataFrame, key: str, keys: list[str] | None = None) -> 
 
 
 def tuned_cell_keys(tuned: pd.DataFrame) -> list[str]:
-    """tuned.csv's cell keys: its columns before `tuned_key` (config.apply_tuned reads it so)."""
+    """tuned.csv's cell keys: its columns before `tuned_key` (validate.apply_tuned reads it so)."""
     return list(tuned.columns[: list(tuned.columns).index("tuned_key")])
 
 

@@ -1,0 +1,89 @@
+"""The boundary: Hydra's composed config -> a validated StudyConfig that fits the machine, for one
+job (`to_study_config`, with a tuned.csv applied) or for every job of a sweep before the first
+starts (`sweep_errors`)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from slopestudy.config import ConfigError, StudyConfig, flat_dict
+from slopestudy.resources import check_fits, pick_device
+
+
+def to_study_config(cfg: DictConfig) -> StudyConfig:
+    """Hydra's composed config -> validated StudyConfig (raises ConfigError)."""
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:  # e.g. a missing value
+        raise ConfigError(f"invalid config: {e}") from e
+    assert isinstance(obj, StudyConfig)
+    if obj.tuned:
+        apply_tuned(obj)
+    check_fits(obj, pick_device(obj.device))
+    return obj
+
+
+def apply_tuned(cfg: StudyConfig) -> None:
+    """Set the tuned key (e.g. lr) from the `cfg.tuned` table's row for this run's cell.
+
+    The table's columns before `tuned_key` are the cell's keys; a row matches when every one
+    equals this run's value (numbers compared as numbers)."""
+    path = Path(cfg.tuned)
+    if not path.is_file():
+        raise ConfigError(f"invalid config: tuned={cfg.tuned!r}; allowed: a tuned.csv from summarize --tune")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    header = list(rows[0]) if rows else []
+    if "tuned_key" not in header:
+        raise ConfigError(f"invalid config: tuned={cfg.tuned!r}; allowed: a tuned.csv (no tuned_key column)")
+    cell_keys = header[: header.index("tuned_key")]
+    mine = flat_dict(cfg)
+    unknown = [k for k in cell_keys if k not in mine]
+    if unknown:
+        raise ConfigError(f"invalid config: tuned={cfg.tuned!r}; its cell keys {unknown} are not config keys")
+    for row in rows:
+        if all(_same_value(mine[k], row[k]) for k in cell_keys):
+            key = row["tuned_key"]
+            setattr(cfg, key, type(getattr(cfg, key))(float(row[key])))
+            cfg.__post_init__()  # the tuned value must pass the same range checks
+            return
+    cell = ", ".join(f"{k}={mine[k]}" for k in cell_keys)
+    raise ConfigError(f"invalid config: tuned={cfg.tuned!r} has no row for {cell}; allowed: its cells")
+
+
+def _same_value(mine: object, text: str) -> bool:
+    if isinstance(mine, bool) or not isinstance(mine, int | float):
+        return str(mine) == text
+    try:
+        return math.isclose(float(mine), float(text), rel_tol=1e-9, abs_tol=1e-12)
+    except ValueError:
+        return False
+
+
+def sweep_errors(base: DictConfig, jobs: list[dict]) -> list[str]:
+    """Validate every job of a sweep before the first one runs: one message per bad value.
+
+    `base` is the composed config without `hydra`; only plain keys are checked here (a group
+    choice such as `data=fashion` is a node, and Hydra checks those when it composes the job)."""
+    errors: dict[str, None] = {}  # ordered, without repeats
+    for job in jobs:
+        cfg = base.copy()
+        try:
+            for key, value in job.items():
+                current = OmegaConf.select(cfg, key, default=_ABSENT)
+                if current is not _ABSENT and not isinstance(current, DictConfig):
+                    OmegaConf.update(cfg, key, value)
+            to_study_config(cfg)  # values, the device and the memory it needs
+        except ConfigError as e:
+            errors[str(e)] = None
+        except OmegaConfBaseException as e:
+            errors[f"invalid config: {key}={value!r}; {str(e).splitlines()[0]}"] = None
+    return list(errors)
+
+
+_ABSENT = object()
