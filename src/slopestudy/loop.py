@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -25,27 +24,16 @@ from slopestudy.records import (
     RUN_JSON,
     code_line,
     environment,
+    epoch_line,
     finish_record,
     gradflow,
     write_json_atomic,  # fmt: skip
 )
-from slopestudy.resources import EVAL_CHUNK, pick_device
+from slopestudy.resources import EVAL_CHUNK, pick_device, set_threads
 from slopestudy.signals import Interrupted, pause_if_asked, stop_on_signals
 from slopestudy.tblog import RunLogger
 
 log = logging.getLogger(__name__)
-
-
-def set_threads(threads: int) -> int:
-    # Parallel launchers run several jobs per machine; each must use only its share of the
-    # cores or they oversubscribe (10-25x slower). joblib's loky sets OMP_NUM_THREADS in its
-    # workers; SLURM tells a task its cores in SLURM_CPUS_PER_TASK.
-    for var in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK"):
-        if threads == 0 and os.environ.get(var, "").isdigit():
-            threads = int(os.environ[var])
-    if threads > 0:
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
 
 
 def make_optimizer(cfg: StudyConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -301,13 +289,7 @@ class Run:
         return self._epoch_start + (int(bad[0]) if len(bad) else done - 1)
 
     def report(self, e: dict, bar: tqdm) -> None:
-        speed = len(self.data.x_train) / e["seconds"]
-        msg = (
-            f"epoch {e['epoch']}/{self.cfg.epochs}  step {e['step']}  train_loss {e['train_loss']:.4f}  "
-            + (f"val_acc {e['val_acc']:.4f}  " if e["val_acc"] is not None else "")
-            + f"test_acc {e['test_acc']:.4f}  "
-            f"({e['seconds']:.1f}s, {speed:.0f} samples/s)"
-        )
+        msg = epoch_line(e, self.cfg.epochs, len(self.data.x_train))
         if bar.disable:
             log.info(msg)
         else:

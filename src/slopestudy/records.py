@@ -193,6 +193,14 @@ def finish_record(record: dict) -> None:
     record["signal_norm_epoch_mean"] = [h["signal_norm_mean"] for h in history[1:]]
 
 
+def epoch_line(e: dict, epochs: int, n_train: int) -> str:
+    """The progress line of one finished epoch (a history entry of run.json)."""
+    val = f"val_acc {e['val_acc']:.4f}  " if e["val_acc"] is not None else ""
+    speed = n_train / e["seconds"]
+    return (f"epoch {e['epoch']}/{epochs}  step {e['step']}  train_loss {e['train_loss']:.4f}  {val}"
+            f"test_acc {e['test_acc']:.4f}  ({e['seconds']:.1f}s, {speed:.0f} samples/s)")  # fmt: skip
+
+
 def describe_net(cfg: StudyConfig) -> str:
     """`slope=0.2`, or `act=selu`, plus the norm and skips when present."""
     text = f"slope={cfg.slope:g}" if cfg.act in SLOPED_ACTS else f"act={cfg.act}"

@@ -85,3 +85,18 @@ def check_fits(cfg: StudyConfig, device) -> None:
 
 def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+def set_threads(threads: int) -> int:
+    """Set torch's CPU threads and return them; 0 = the launcher's share of the cores."""
+    import torch  # here, not at the top: composing a config must not need torch
+
+    # Parallel launchers run several jobs per machine; each must use only its share of the
+    # cores or they oversubscribe (10-25x slower). joblib's loky sets OMP_NUM_THREADS in its
+    # workers; SLURM tells a task its cores in SLURM_CPUS_PER_TASK.
+    for var in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK"):
+        if threads == 0 and os.environ.get(var, "").isdigit():
+            threads = int(os.environ[var])
+    if threads > 0:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
