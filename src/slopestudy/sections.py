@@ -57,6 +57,8 @@ GRIDS = {
     ("sgd", "pytorch"): "0.005,0.01,0.02,0.05,0.1,0.2",
     ("adam", "pytorch"): "0.0001,0.0002,0.0005,0.001,0.002,0.005",
 }
+# Section 3's grid: SGD-kaiming's without 0.001, which no fair_tune cell chose.
+DYING_GRID = "0.002,0.005,0.01,0.02,0.05"
 ADAM = ("optimizer=adam", "init=pytorch", "depth=30,20,10", "slope=0,0.2,0.5")  # where SGD fails
 
 
@@ -135,6 +137,19 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
     Section("claims_power_sgd", "2. Depth 30 with 20 seeds per arm", summaries=(
         Summarize("claims_power_sgd", sweeps=(Sweep("claims_power_sgd"),)),
     ), blocks=lambda r: {"claims_power_sgd": claims.power_block(r)}, needs=("fair",)),
+    Section("dying_fair", "3. Dying units in narrow deep nets, on the validation protocol", summaries=(
+        Summarize("dying_tune", tune="lr", sweeps=(
+            Sweep("dying_tune", (f"lr={DYING_GRID}",), split="depth"),
+        )),
+        Summarize("dying_final", sweeps=(Sweep("dying_final", split="depth"),)),
+    )),
+    Section("fashion_fair", "5. Fashion-MNIST, on the validation protocol", summaries=(
+        *(Summarize(f"fashion_tune_{init}", tune="lr", sweeps=(
+            Sweep("fashion_tune", (f"init={init}", f"lr={GRIDS['sgd', init]}")),
+        )) for init in ("kaiming", "pytorch")),
+        Summarize("fashion_final", sweeps=(Sweep("fashion_final", ("init=kaiming",)),
+                                           Sweep("fashion_final", ("init=pytorch",)))),
+    )),
     Section("fixes_step0", "8. What fixes vanishing gradients, at step 0", summaries=(
         Summarize("fixes_step0", sweeps=(Sweep("fixes_step0"),)),
         Summarize("fixes_step0_gelu_width", sweeps=(Sweep("fixes_step0_gelu_width"),)),
