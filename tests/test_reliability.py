@@ -109,11 +109,22 @@ AFTER_SIGNAL = {
 }
 
 
+RESUMED_ARGS = ["depth=3", "epochs=6", "log_every=2", "seed=3"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_root, tmp_path_factory):
+    """The run every killed-and-resumed run must reproduce: computed once per module (the three
+    signals resume the same config; one fewer child each keeps the suite fast on a loaded machine)."""
+    ref_dir = tmp_path_factory.mktemp("uninterrupted")
+    proc = train(tiny_root, *RESUMED_ARGS, f"hydra.run.dir={ref_dir}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return load(ref_dir / "run.json")
+
+
 @pytest.mark.parametrize("sig", list(AFTER_SIGNAL), ids=lambda s: s.name)
-def test_killed_run_leaves_readable_files_and_resumes_identically(tiny_root, tmp_path, sig):
-    args = ["depth=3", "epochs=6", "log_every=2", "seed=3"]
-    ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
-    assert train(tiny_root, *args, f"hydra.run.dir={ref_dir}").returncode == 0
+def test_killed_run_leaves_readable_files_and_resumes_identically(tiny_root, tmp_path, sig, uninterrupted):
+    args, run_dir = RESUMED_ARGS, tmp_path / "run"
     child = start_paused(tiny_root, *args, f"hydra.run.dir={run_dir}", epoch=3)
     child.send_signal(sig)
     status, code = AFTER_SIGNAL[sig]
@@ -131,7 +142,7 @@ def test_killed_run_leaves_readable_files_and_resumes_identically(tiny_root, tmp
     proc = train(tiny_root, *args, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "resumed after epoch 3" in proc.stdout
-    resumed, ref = load(run_dir / "run.json"), load(ref_dir / "run.json")
+    resumed, ref = load(run_dir / "run.json"), uninterrupted
     assert resumed["status"] == "completed" and resumed["resumed_at_step"]
     assert resumed["final"] == ref["final"]  # bit-identical to the uninterrupted run
     assert timeless(resumed["history"]) == timeless(ref["history"])
@@ -316,7 +327,7 @@ def test_full_disk_fails_cleanly_and_the_rerun_resumes_identically(tiny_root, tm
     proc = train(tiny_root, *args, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "resumed after epoch 2" in proc.stdout
-    resumed, ref = load(run_dir / "run.json"), load(ref_dir / "run.json")
+    resumed, ref = load(run_dir / "run.json"), uninterrupted
     assert resumed["final"] == ref["final"] and timeless(resumed["history"]) == timeless(ref["history"])
 
 
