@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from slopestudy import stats
-from slopestudy.analyses import fair, learned
+from slopestudy.analyses import fair, learned, protocol
 from slopestudy.cells import accuracy_ci, compare_to
 
 
@@ -32,17 +32,17 @@ KEYS = ["depth", "slope"]
 
 def test_ci_cells_show_k_of_n_and_no_mean_over_failures():
     ci = accuracy_ci(RUNS, KEYS).assign(init="pytorch").set_index(["depth", "slope"])
-    assert fair.ci_cell(ci.loc[(5, 0.5)]).startswith("5/5 [0.48, 1.00]: 0.962 [")
-    assert fair.ci_cell(ci.loc[(30, 0.0)]) == "0/5 [0.00, 0.52]; median 0.110"
+    assert protocol.ci_cell(ci.loc[(5, 0.5)]).startswith("5/5 [0.48, 1.00]: 0.962 [")
+    assert protocol.ci_cell(ci.loc[(30, 0.0)]) == "0/5 [0.00, 0.52]; median 0.110"
     # runs between the thresholds: k/n at both and the median, no mean or t-interval
-    assert fair.ci_cell(ci.loc[(30, 0.2)]) == f"{stats.fmt_rate(3, 5)}; 1/5 at 0.5; median 0.300"
+    assert protocol.ci_cell(ci.loc[(30, 0.2)]) == f"{stats.fmt_rate(3, 5)}; 1/5 at 0.5; median 0.300"
     # every t-interval shown is over runs that learned only
     shown = ci[ci["learned"] == ci["n"]]
     assert (shown["test_acc_lo"] > 0.9).all()
 
 
 def test_difference_section_chooses_welch_or_fisher_and_marks_holm():
-    vs = fair.with_paired(compare_to(RUNS, KEYS).assign(init="pytorch"), RUNS)
+    vs = protocol.with_paired(compare_to(RUNS, KEYS).assign(init="pytorch"), RUNS)
     by = vs.set_index(["depth", "slope"])
     assert list(by["test"]) == ["welch", "welch", "fisher", "fisher"]
     assert by.loc[(30, 0.5), "p"] == pytest.approx(stats.fisher_p(5, 5, 0, 5))
@@ -51,7 +51,7 @@ def test_difference_section_chooses_welch_or_fisher_and_marks_holm():
         stats.paired_p(RUNS[(RUNS.depth == 5) & (RUNS.slope == 0)]["test_acc"],
                        RUNS[(RUNS.depth == 5) & (RUNS.slope == 0.5)]["test_acc"]))  # fmt: skip
     assert list(vs["p_paired_holm"]) == pytest.approx(list(stats.holm(vs["p_paired"])))
-    text = "\n".join(fair.difference_section(vs))
+    text = "\n".join(protocol.difference_section(vs))
     lines = text.splitlines()
     assert "Family: all 4 comparisons of this block" in text and "seeds 100–104" in text
     row = next(line for line in lines if line.startswith("| pytorch | 5 | 0.5 |"))
@@ -75,7 +75,8 @@ def test_untrainable_and_margin_in_the_tuning_table(tmp_path):
     text = "\n".join(fair.tuned_section(tmp_path, "sgd"))
     assert "| pytorch | 5 | 0.05 (0.970; +0.002 over 0.1) |" in text
     assert "| pytorch | 30 | 0.005* (untrainable) |" in text
-    assert fair.UNTRAINABLE in text and "1 of 2 are untrainable on the grid (pytorch depth 30 a=0)" in text
+    assert protocol.UNTRAINABLE in text
+    assert "1 of 2 are untrainable on the grid (pytorch depth 30 a=0)" in text
 
 
 def test_learned_twins_paired_on_seed_with_holm():

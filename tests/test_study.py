@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slopestudy.analyses import fair, headline, learned
+from slopestudy.analyses import fair, headline, learned, protocol
 from slopestudy.analyses.page import md_table, pm, read_block, replace_block
 from slopestudy.publish import FROM_TABLES, NEED_SWEEP, PAGE, published_state, redraw, report
 from slopestudy.sections import SECTIONS, Summarize
@@ -175,17 +175,17 @@ def test_page_blocks_and_grid():
 
 def test_fair_cells_and_sentences():
     row = pd.Series({"lr": 0.005, "at_edge": True, "failures": 2, "n": 2, "val_acc": 0.1})
-    assert fair.tuned_cell(row) == "0.005* (untrainable)"  # a tuned.csv without the flag
-    assert fair.tuned_cell(pd.Series({**row, "failures": 0})) == "0.005* (0.100)"
+    assert protocol.tuned_cell(row) == "0.005* (untrainable)"  # a tuned.csv without the flag
+    assert protocol.tuned_cell(pd.Series({**row, "failures": 0})) == "0.005* (0.100)"
     flagged = pd.Series(
         {**row, "failures": 0, "untrainable_on_grid": False, "margin": 0.0012, "runner_up": 0.01}
     )
-    assert fair.tuned_cell(flagged) == "0.005* (0.100; +0.001 over 0.01)"
-    assert fair.tuned_cell(pd.Series({**flagged, "untrainable_on_grid": True})) == "0.005* (untrainable)"
+    assert protocol.tuned_cell(flagged) == "0.005* (0.100; +0.001 over 0.01)"
+    assert protocol.tuned_cell(pd.Series({**flagged, "untrainable_on_grid": True})) == "0.005* (untrainable)"
     df = pd.DataFrame(
         {"init": ["kaiming"] * 3, "depth": [5, 5, 10], "slope": [0.0, 0.5, 0.0], "v": ["x", "y", "z"]}
     )
-    assert fair.grid(df, lambda r: r["v"]).splitlines() == [
+    assert protocol.grid(df, lambda r: r["v"]).splitlines() == [
         "| init | depth | a=0 | a=0.5 |",
         "|---|---|---|---|",
         "| kaiming | 5 | x | y |",

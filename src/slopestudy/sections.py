@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slopestudy.analyses import claims, fair, headline, learned
+from slopestudy.analyses import claims, fair, headline, learned, redo
 from slopestudy.sweeps import Sweep
 
 
@@ -142,14 +142,14 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
             Sweep("dying_tune", (f"lr={DYING_GRID}",), split="depth"),
         )),
         Summarize("dying_final", sweeps=(Sweep("dying_final", split="depth"),)),
-    )),
+    ), blocks=lambda r: {"dying_fair": redo.dying_block(r)}),
     Section("fashion_fair", "5. Fashion-MNIST, on the validation protocol", summaries=(
         *(Summarize(f"fashion_tune_{init}", tune="lr", sweeps=(
             Sweep("fashion_tune", (f"init={init}", f"lr={GRIDS['sgd', init]}")),
         )) for init in ("kaiming", "pytorch")),
         Summarize("fashion_final", sweeps=(Sweep("fashion_final", ("init=kaiming",)),
                                            Sweep("fashion_final", ("init=pytorch",)))),
-    )),
+    ), blocks=lambda r: {"fashion_fair": redo.fashion_block(r)}),
     Section("fixes_step0", "8. What fixes vanishing gradients, at step 0", summaries=(
         Summarize("fixes_step0", sweeps=(Sweep("fixes_step0"),)),
         Summarize("fixes_step0_gelu_width", sweeps=(Sweep("fixes_step0_gelu_width"),)),

@@ -5,79 +5,25 @@ learning rate chosen per cell on validation), results/fair_final_<opt>/{accuracy
 runs}.csv (each cell at its lr, fresh seeds); and results/fair_long_sgd_pytorch/,
 fair_24ep_sgd_pytorch/ (the never-learning cells trained 8 and 24 epochs). A summary not written
 yet is reported as not run yet. Each block is one marker block of the page (`blocks`), and all
-three together are results/fair.md (`fair_md`).
-
-The statistics are stats.py's: per cell k/n learned with its exact interval, the mean and its
-t-interval over the runs that learned only, and the median of all runs where some failed; each
-slope against slope 0 by Welch where neither side failed, else Fisher on the learned rates, and,
-since the slopes of a cell share seeds (batch order, initial draws), also paired by seed; each
-analysis Holm-corrected over all comparisons of its block.
+three together are results/fair.md (`fair_md`). The tables and their statistics are the
+validation protocol's (analyses/protocol.py), with init x depth rows.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from slopestudy import stats
+from slopestudy.analyses import protocol
 from slopestudy.analyses.page import md_table
-from slopestudy.cells import SENSITIVITY, failed
-from slopestudy.collect import done
+from slopestudy.cells import failed
 from slopestudy.records import DONE
-from slopestudy.stats import NEVER_LEARNED, fmt_ci, fmt_p
-from slopestudy.tables import ci_text
+from slopestudy.stats import NEVER_LEARNED
 
-INITS = ("kaiming", "pytorch")
+INITS = protocol.INITS
 LONG_CHECKS = (("fair_long_sgd_pytorch", "8 epochs (4x the tuning budget)"),
                ("fair_24ep_sgd_pytorch", "24 epochs (4x the final runs' 6)"))  # fmt: skip
-
-
-def grid(df: pd.DataFrame, value: Callable[[pd.Series], str]) -> str:
-    """init x depth rows (in the frame's order), slope columns, `value(row)` in each cell."""
-    slopes = sorted(df["slope"].unique())
-    rows = []
-    for (init, depth), part in df.groupby(["init", "depth"], sort=False):
-        by_slope = {r["slope"]: r for _, r in part.iterrows()}
-        rows.append([str(init), str(depth), *(value(by_slope[a]) if a in by_slope else "–" for a in slopes)])
-    return md_table(["init", "depth", *(f"a={a:g}" for a in slopes)], rows)
-
-
-def order(df: pd.DataFrame, inits: pd.Series | None = None) -> pd.DataFrame:
-    """Rows by init (INITS' order), depth, slope; a summary of one init has no init column:
-    it gets the one value of `inits` (its runs' init column)."""
-    if "init" not in df:
-        df = df.assign(init=inits.iloc[0])
-    rank = {init: i for i, init in enumerate(INITS)}
-    return df.assign(_r=df["init"].map(rank)).sort_values(["_r", "depth", "slope"]).drop(columns="_r")
-
-
-UNTRAINABLE = (
-    "untrainable on the grid: every lr at chance; the lr with the lowest validation loss, which here is "
-    "the grid's smallest, since at chance validation loss falls as the lr shrinks"
-)
-
-
-def untrainable(r: pd.Series) -> bool:
-    """tuned.csv's flag; a tuned.csv from before the flag: the chosen lr never learned."""
-    flag = r.get("untrainable_on_grid")
-    return bool(flag) if flag is not None and pd.notna(flag) else r["failures"] >= r["n"]
-
-
-def tuned_cell(r: pd.Series) -> str:
-    """'0.05 (0.975; +0.001 over 0.1)': the lr, its mean val accuracy and its margin over the
-    runner-up; 'u' marks an untrainable cell (no margin: every lr at chance)."""
-    lr = f"{r['lr']:g}{'*' if r['at_edge'] else ''}"
-    if untrainable(r):
-        return f"{lr} (untrainable)"
-    if r["failures"] >= r["n"]:
-        return f"{lr} (never learned)"
-    margin = r.get("margin")
-    if margin is None or pd.isna(margin) or pd.isna(r.get("runner_up")):
-        return f"{lr} ({r['val_acc']:.3f})"
-    return f"{lr} ({r['val_acc']:.3f}; {margin:+.3f} over {r['runner_up']:g})"
 
 
 def tuned_section(results: Path, opt: str) -> list[str]:
@@ -85,27 +31,7 @@ def tuned_section(results: Path, opt: str) -> list[str]:
              if (path := results / f"fair_tune_{opt}_{init}" / "tuned.csv").exists()]  # fmt: skip
     if not parts:
         return ["Tuning: not run yet."]
-    t = order(pd.concat(parts))
-    edges = t[t["at_edge"]]
-    bad = t[t.apply(untrainable, axis=1)]
-    fragile = t[(t["margin"] < 0.005) & ~t.apply(untrainable, axis=1)] if "margin" in t else t.iloc[:0]
-    grids = "; ".join(f"{i}: " + " or ".join(f"{g} ({n} cells)" for g, n in part.value_counts().items())
-                      for i, part in t.groupby("init", sort=False)["grid"])  # fmt: skip
-    return [
-        "### Learning rate chosen per cell on validation accuracy (2 seeds x 2 epochs)",
-        "",
-        "`lr*`: the best value is at an edge of its grid. In brackets the mean validation accuracy there "
-        "and its margin over the runner-up lr (the chosen lr is an estimate: a small margin is a fragile "
-        "choice); a tie (equal to 3 decimals) goes to the lower validation loss. "
-        f"`untrainable`: {UNTRAINABLE}.",
-        "",
-        grid(t, tuned_cell),
-        "",
-        f"{len(edges)} of {len(t)} cells chose an edge of the grid; {len(bad)} of {len(t)} are untrainable "
-        f"on the grid{cells_list(bad)}; {len(fragile)} of the others chose by a margin under 0.005 in mean "
-        f"validation accuracy. Grids: {grids}.",
-        "",
-    ]
+    return protocol.tuned_section(protocol.order(pd.concat(parts)))
 
 
 def scores_section(results: Path, opt: str, init: str) -> list[str]:
@@ -121,183 +47,8 @@ def scores_section(results: Path, opt: str, init: str) -> list[str]:
     return [title, "", md_table(["depth", "slope", *lrs], rows), ""]
 
 
-def cells_list(t: pd.DataFrame) -> str:
-    """' (pytorch depth 20 a=0, 0.01; ...)': the cells of `t`, grouped by init and depth."""
-    if t.empty:
-        return ""
-    groups = [f"{init} depth {depth} a=" + ", ".join(f"{a:g}" for a in part["slope"])
-              for (init, depth), part in t.groupby(["init", "depth"], sort=False)]  # fmt: skip
-    return " (" + "; ".join(groups) + ")"
-
-
-def ci_cell(r: pd.Series) -> str:
-    """tables.ci_text: 'k/n [exact]: mean [t] (over the runs that learned); median of all' ."""
-    if "learned" not in r:  # a summary from before k/n: say only what it has
-        text = fmt_ci(r["test_acc"], r["test_acc_lo"], r["test_acc_hi"])
-        return text + (f" ({int(r['failures'])}/{int(r['n'])} failed)" if r["failures"] else "")
-    strict = int(r["n"]) - int(r[SENSITIVITY])
-    if strict != int(r["learned"]):  # runs between the two thresholds: half-learned, no mean of them
-        rate = stats.fmt_rate(int(r["learned"]), int(r["n"]))
-        at = f"{strict}/{int(r['n'])} at {stats.SECOND_THRESHOLD:g}"
-        return f"{rate}; {at}; median {r['test_acc_median']:.3f}"
-    return ci_text(r, "test_acc")
-
-
 def final_section(results: Path, opt: str) -> list[str]:
-    folder = results / f"fair_final_{opt}"
-    if not (folder / "accuracy_ci.csv").exists():
-        return ["Final runs: not run yet."]
-    runs = pd.read_csv(folder / "runs.csv")
-    ci = order(pd.read_csv(folder / "accuracy_ci.csv"), runs["init"])
-    out = [
-        "### Test accuracy at each cell's lr: runs that learned, and their accuracy",
-        "",
-        f"k/n learned (final val acc >= {NEVER_LEARNED}, not diverged) [exact Clopper–Pearson 95 % "
-        "interval]: mean test accuracy [95 % t-interval] over the runs that learned only; where some failed, "
-        "also the median of all n runs, and where the count differs at val acc >= "
-        f"{stats.SECOND_THRESHOLD:g}, that count and the median only (runs between the two thresholds "
-        "learned partly: no mean over them). No t-interval includes a run that failed.",
-        "",
-        grid(ci, ci_cell),
-        "",
-    ]
-    if (folder / "vs_slope0.csv").exists():
-        vs = order(pd.read_csv(folder / "vs_slope0.csv"), runs["init"])
-        out += difference_section(vs if "p" not in vs else with_paired(vs, runs))
-    return out + [plateau_sentence(runs), ""]
-
-
-def with_paired(vs: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """vs_slope0 plus the paired-by-seed analysis: where Welch applies (neither side failed),
-    the mean of the per-seed differences (slope minus slope 0, same init, depth and seed) with
-    its t-interval and the paired t test's p (stats.paired_interval, paired_p); elsewhere the
-    same Fisher p. p_paired_holm: Holm over all rows, like p_holm."""
-    runs = done(runs)
-    if "init" not in runs:
-        runs = runs.assign(init="")
-    rows = []
-    for _, r in vs.iterrows():
-        same = (runs["init"] == r["init"]) & (runs["depth"] == r["depth"])
-        base = runs[same & (runs["slope"] == 0)].set_index("seed")["test_acc"]
-        this = runs[same & (runs["slope"] == r["slope"])].set_index("seed")["test_acc"]
-        seeds = base.index.intersection(this.index)
-        if r["test"] == "welch":
-            a, b = base.loc[seeds].to_numpy(), this.loc[seeds].to_numpy()
-            d, lo, hi = stats.paired_interval(a, b)
-            rows.append(dict(d_paired=d, d_paired_lo=lo, d_paired_hi=hi, p_paired=stats.paired_p(a, b),
-                             pairs=len(seeds)))  # fmt: skip
-        else:
-            rows.append(dict(d_paired=math.nan, d_paired_lo=math.nan, d_paired_hi=math.nan, p_paired=r["p"],
-                             pairs=len(seeds)))  # fmt: skip
-    out = vs.reset_index(drop=True).join(pd.DataFrame(rows))
-    out["p_paired_holm"] = stats.holm(out["p_paired"])
-    return out
-
-
-def comparison_row(r: pd.Series) -> list[str]:
-    k, k0 = int(r["n"] - r["failures"]), int(r["n_base"] - r["failures_base"])
-    learned = f"{k}/{int(r['n'])} vs {k0}/{int(r['n_base'])}"
-    welch = r["test"] == "welch"
-    diff = fmt_ci(r["d_test_acc"], r["d_test_acc_lo"], r["d_test_acc_hi"]) if welch else "–"
-    paired = fmt_ci(r["d_paired"], r["d_paired_lo"], r["d_paired_hi"]) if welch else "–"
-    mark = lambda p: "**" if p < stats.ALPHA else ""  # noqa: E731
-    return [str(r["init"]), str(r["depth"]), f"{r['slope']:g}", learned, diff, r["test"], fmt_p(r["p"]),
-            f"{mark(r['p_holm'])}{fmt_p(r['p_holm'])}{mark(r['p_holm'])}", paired,
-            fmt_p(r["p_paired"]) if welch else "(Fisher)",
-            f"{mark(r['p_paired_holm'])}{fmt_p(r['p_paired_holm'])}{mark(r['p_paired_holm'])}"]  # fmt: skip
-
-
-def difference_section(d: pd.DataFrame) -> list[str]:
-    """Each slope minus slope 0: Welch or Fisher, and paired by seed, each Holm-corrected over
-    the block's comparisons; a summary from before the tests (no `p`): the Welch grid only."""
-    if "p" not in d:
-        return old_difference_section(d)
-    m = int(d["p"].notna().sum())
-    welch = d[d["test"] == "welch"]
-    excl = welch[(welch["d_test_acc_lo"] > 0) | (welch["d_test_acc_hi"] < 0)]
-    excl_paired = welch[(welch["d_paired_lo"] > 0) | (welch["d_paired_hi"] < 0)]
-    fisher = d[d["test"] == "fisher"]
-    bound = welch[["d_test_acc_lo", "d_test_acc_hi"]].abs().max(axis=1)
-    header = ["init", "depth", "a", "learned (a vs 0)", "Δ test acc [Welch 95 %]", "test", "p", "p Holm",
-              "Δ paired by seed [95 %]", "paired p", "paired p Holm"]  # fmt: skip
-    return [
-        "### Each slope's test accuracy minus slope 0's, same init and depth",
-        "",
-        "Where both sides all learned: the difference of mean test accuracy with Welch's 95 % interval and "
-        "p. Where either side has a failure (outcomes are bimodal): no mean difference; Fisher's exact test "
-        "of the learned rates. The slopes of a cell share seeds 100–104 (the same batch order and the same "
-        "random draws for the initial weights), so the runs are also pairs: the paired columns take the "
-        "per-seed differences (paired t interval and p, stats.paired_p; the Fisher cells keep Fisher's p). "
-        f"Family: all {m} comparisons of this block; each analysis Holm-corrected over its {m} p-values; "
-        f"**bold**: Holm p < {stats.ALPHA:.2f}.",
-        "",
-        md_table(header, [comparison_row(r) for _, r in d.iterrows()]),
-        "",
-        f"Welch intervals that exclude 0 (raw): {len(excl)} of {len(welch)}; paired intervals: "
-        f"{len(excl_paired)} of {len(welch)}. Raw p < 0.05: {int((d['p'] < stats.ALPHA).sum())} of {m} "
-        f"(Welch/Fisher), {int((d['p_paired'] < stats.ALPHA).sum())} of {m} (paired/Fisher). "
-        f"Survive Holm over the {m}: {int(d['resolved'].sum())} (Welch/Fisher), "
-        f"{int((d['p_paired_holm'] < stats.ALPHA).sum())} (paired/Fisher). {len(fisher)} comparisons have a "
-        f"failure on a side (Fisher). The largest |difference| a Welch interval allows: {bound.max():.3f}; "
-        f"the median of those bounds: {bound.median():.3f}.",
-        "",
-        survivors_line(d),
-        "",
-    ]
-
-
-def survivors_line(d: pd.DataFrame) -> str:
-    """Which differences survive Holm under each analysis, with their sign."""
-
-    def cells(mask: pd.Series, p: str) -> str:
-        rows = d[mask]
-        if rows.empty:
-            return "none"
-        return "; ".join(f"{r['init']} depth {r['depth']} a={r['slope']:g} ({describe(r)}, Holm p "
-                         f"{fmt_p(r[p])})" for _, r in rows.iterrows())  # fmt: skip
-
-    return (f"Survive Holm, Welch/Fisher: {cells(d['p_holm'] < stats.ALPHA, 'p_holm')}. "
-            f"Paired/Fisher: {cells(d['p_paired_holm'] < stats.ALPHA, 'p_paired_holm')}.")  # fmt: skip
-
-
-def describe(r: pd.Series) -> str:
-    if r["test"] == "welch":
-        return f"{r['d_test_acc']:+.3f}"
-    k, k0 = int(r["n"] - r["failures"]), int(r["n_base"] - r["failures_base"])
-    return f"learned {k}/{int(r['n'])} vs {k0}/{int(r['n_base'])}, Fisher"
-
-
-def old_difference_section(d: pd.DataFrame) -> list[str]:
-    """A summary from before the tests: each slope minus slope 0 (Welch)."""
-    diff = grid(d, lambda r: fmt_ci(r["d_test_acc"], r["d_test_acc_lo"], r["d_test_acc_hi"]))
-    none = int(d["d_test_acc"].isna().sum())
-    d = d.dropna(subset=["d_test_acc"])
-    resolved = d[(d["d_test_acc_lo"] > 0) | (d["d_test_acc_hi"] < 0)]
-    bound = d[["d_test_acc_lo", "d_test_acc_hi"]].abs().max(axis=1)
-    return [
-        "### Each slope's test accuracy minus slope 0's, same init and depth (Welch 95 % interval)",
-        "",
-        diff,
-        "",
-        f"Intervals that exclude 0: {len(resolved)} of {len(d)}"
-        + (f" ({none} cells without a run that learned on one side: –)" if none else "")
-        + f". The largest |difference| any interval allows: {bound.max():.3f}; the median of those bounds: "
-        f"{bound.median():.3f}.",
-        "",
-    ]
-
-
-def plateau_sentence(runs: pd.DataFrame) -> str:
-    """How much the runs that learned still gained over their second half and their last epoch."""
-    runs = done(runs)
-    runs = runs[~failed(runs)]
-    cells = runs.groupby(["init", "depth", "slope"])
-    gain, last = cells["val_gain_last_half"].mean(), cells["val_gain_last_epoch"].mean()
-    epochs = int(runs["epochs"].max())
-    return (f"Plateau check, mean per cell over the runs that learned: validation accuracy gained from "
-            f"epoch {epochs // 2} to {epochs}: median {gain.median():+.4f}, largest {gain.max():+.4f} "
-            f"({', '.join(map(str, gain.idxmax()))}); in the last epoch alone: median {last.median():+.4f}, "
-            f"largest {last.max():+.4f} ({', '.join(map(str, last.idxmax()))}).")  # fmt: skip
+    return protocol.final_section(results / f"fair_final_{opt}")
 
 
 def long_section(results: Path) -> list[str]:
