@@ -142,6 +142,7 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
             Sweep("dying_tune", (f"lr={DYING_GRID}",), split="depth"),
         )),
         Summarize("dying_final", sweeps=(Sweep("dying_final", split="depth"),)),
+        Summarize("dying_power", sweeps=(Sweep("dying_power"),)),
     ), blocks=lambda r: {"dying_fair": redo.dying_block(r)}),
     Section("fashion_fair", "5. Fashion-MNIST, on the validation protocol", summaries=(
         *(Summarize(f"fashion_tune_{init}", tune="lr", sweeps=(
@@ -150,6 +151,13 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
         Summarize("fashion_final", sweeps=(Sweep("fashion_final", ("init=kaiming",)),
                                            Sweep("fashion_final", ("init=pytorch",)))),
     ), blocks=lambda r: {"fashion_fair": redo.fashion_block(r)}),
+    Section("claims_power_adam", "2. Adam at depth 30 with power, and the dead-unit control", summaries=(
+        Summarize("claims_power_adam", sweeps=(
+            Sweep("claims_power_adam", ("slope=0.2,0.5",)),
+            Sweep("claims_power_adam", ("slope=0", "lr=0.001,0.002", "tuned=null")),
+            Sweep("claims_power_adam", ("slope=0", "lr=0.001", "bias_shift=0.1", "tuned=null")),
+        )),
+    ), needs=("fair",)),
     Section("fixes_step0", "8. What fixes vanishing gradients, at step 0", summaries=(
         Summarize("fixes_step0", sweeps=(Sweep("fixes_step0"),)),
         Summarize("fixes_step0_gelu_width", sweeps=(Sweep("fixes_step0_gelu_width"),)),
