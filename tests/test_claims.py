@@ -3,6 +3,7 @@
 import pandas as pd
 import pytest
 
+from slopestudy import stats
 from slopestudy.analyses import claims
 
 
@@ -87,3 +88,23 @@ def test_depth30_power_pools_fair_final_and_pairs_by_seed():
     # the 4 shared seeds differ by +0.005, +0.005, +0.005 and +0.02
     assert table.loc["a=0.2", "paired difference (4 seeds)"].startswith("0.009 [")
     assert table.loc["a=0.2", "fisher p vs a=0"] == pytest.approx(1.0)
+
+
+def test_compare_pairs_tests_each_declared_pair_at_both_thresholds_with_holm():
+    def arm(vals):
+        frame = runs([(0.0, 1.0, 30, s, 0.001, "completed", v, v) for s, v in enumerate(vals)])
+        return frame.assign(dead_frac_step0=0.5, grad_ratio_step0=-3.0)
+
+    arms = {"relu": arm([0.1] * 10), "leaky": arm([0.9] * 9 + [0.3]), "shift": arm([0.9] * 4 + [0.1] * 6)}
+    table, tests = claims.compare_pairs(arms, [("leaky", "relu"), ("shift", "relu")])
+    assert table.set_index("arm").loc["leaky", "learned"].startswith("10/10 [0.69, 1.00]; 9/10 at 0.5")
+    by = tests.set_index("arm")
+    assert (
+        by.loc["leaky", "learned at 0.2"] == "10/10 vs 0/10"
+        and by.loc["leaky", "learned at 0.5"] == "9/10 vs 0/10"
+    )
+    p_leaky, p_shift = stats.fisher_p(10, 10, 0, 10), stats.fisher_p(4, 10, 0, 10)
+    assert by.loc["leaky", "fisher p at 0.2"] == pytest.approx(p_leaky)
+    # Holm over the two pairs: the smaller p doubled, the larger kept (here both monotone)
+    assert by.loc["leaky", "p (Holm) at 0.2"] == pytest.approx(2 * p_leaky)
+    assert by.loc["shift", "p (Holm) at 0.2"] == pytest.approx(max(p_shift, 2 * p_leaky))

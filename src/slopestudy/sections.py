@@ -157,7 +157,7 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
             Sweep("claims_power_adam", ("slope=0", "lr=0.001,0.002", "tuned=null")),
             Sweep("claims_power_adam", ("slope=0", "lr=0.001", "bias_shift=0.1", "tuned=null")),
         )),
-    ), needs=("fair",)),
+    ), blocks=lambda r: {"claims_power_adam": claims.adam_power_block(r)}, needs=("fair",)),
     Section("fixes_step0", "8. What fixes vanishing gradients, at step 0", summaries=(
         Summarize("fixes_step0", sweeps=(Sweep("fixes_step0"),)),
         Summarize("fixes_step0_gelu_width", sweeps=(Sweep("fixes_step0_gelu_width"),)),

@@ -120,6 +120,40 @@ def compare_arms(arms: dict[str, pd.DataFrame], base: str) -> pd.DataFrame:
     return table
 
 
+def grad_ratio_text(ratios: pd.Series) -> str:
+    """Mean log10 first/last-layer gradient ratio; a run without one had a zero gradient at the
+    first layer (probes.grad_ratio), which the mean must not hide."""
+    zero = int(ratios.isna().sum())
+    mean = f"{ratios.mean():.1f}" if zero < len(ratios) else ""
+    zeros = f"zero first-layer gradient in {zero}/{len(ratios)}" if zero else ""
+    return "; ".join(filter(None, [mean, zeros]))
+
+
+def compare_pairs(
+    arms: dict[str, pd.DataFrame], pairs: list[tuple[str, str]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Arms as rate rows (k/n with exact intervals, at both thresholds; dead units and gradient
+    ratio at step 0, the mechanism), and the pre-declared pairs (arm, reference): Fisher's exact
+    test of the learned rates at each threshold, Holm over the pairs at each."""
+    table = pd.DataFrame([{"arm": name, **rate_row(part),
+                           "dead units at step 0": f"{part['dead_frac_step0'].mean():.2f}",
+                           "log10 grad first/last at step 0": grad_ratio_text(part["grad_ratio_step0"])}
+                          for name, part in arms.items()])  # fmt: skip
+    rows = []
+    for arm, ref in pairs:
+        row = {"arm": arm, "reference": ref}
+        for threshold in (NEVER_LEARNED, SECOND_THRESHOLD):
+            k, n = int(learned_mask(arms[arm], threshold).sum()), len(arms[arm])
+            k0, n0 = int(learned_mask(arms[ref], threshold).sum()), len(arms[ref])
+            row[f"learned at {threshold:g}"] = f"{k}/{n} vs {k0}/{n0}"
+            row[f"fisher p at {threshold:g}"] = stats.fisher_p(k, n, k0, n0)
+        rows.append(row)
+    tests = pd.DataFrame(rows)
+    for threshold in (NEVER_LEARNED, SECOND_THRESHOLD):
+        tests[f"p (Holm) at {threshold:g}"] = stats.holm(tests[f"fisher p at {threshold:g}"].to_numpy())
+    return table, tests
+
+
 def markdown(table: pd.DataFrame, drop: tuple[str, ...] = ("k", "n")) -> str:
     shown = table.drop(columns=[c for c in drop if c in table])
     for col in shown.columns:
@@ -224,4 +258,35 @@ def lr_slope_block(results: Path) -> str:
         markdown(table), "",
         "Each slope's stability edge (runs that diverged, by lr):", "",
         markdown(stability_edge(table), drop=()),
+    ])  # fmt: skip
+
+
+ADAM_ARMS = {  # name -> (slope, lr, bias_shift) of claims_power_adam
+    "a=0.2 at its lr 0.002": (0.2, 0.002, 0.0),
+    "a=0.5 at its lr 0.001": (0.5, 0.001, 0.0),
+    "ReLU at 0.002": (0.0, 0.002, 0.0),
+    "ReLU at 0.001": (0.0, 0.001, 0.0),
+    "ReLU, biases +0.1, at 0.001": (0.0, 0.001, 0.1),
+}
+ADAM_PAIRS = [("a=0.2 at its lr 0.002", "ReLU at 0.002"), ("a=0.5 at its lr 0.001", "ReLU at 0.001"),
+              ("ReLU, biases +0.1, at 0.001", "ReLU at 0.001")]  # fmt: skip
+
+
+def adam_power_block(results: Path) -> str:
+    runs = _runs(results, "claims_power_adam")
+    if runs is None:
+        return "Adam at depth 30 with power: not run yet."
+    shift = runs["bias_shift"] if "bias_shift" in runs else pd.Series(0.0, index=runs.index)
+    arms = {}
+    for name, (slope, lr, bias) in ADAM_ARMS.items():
+        part = runs[(runs["slope"] == slope) & (runs["lr"].sub(lr).abs() < 1e-12) & (shift == bias)]
+        if len(part):
+            arms[name] = part
+    table, tests = compare_pairs(arms, [p for p in ADAM_PAIRS if p[0] in arms and p[1] in arms])
+    return "\n".join([
+        "Default init, Adam, depth 30, 10 epochs, 10 fresh seeds per arm (400–409):", "",
+        markdown(table), "",
+        f"The pre-declared comparisons (Fisher's exact test of the learned rates at both thresholds, Holm "
+        f"over the {len(tests)} at each):", "",
+        markdown(tests, drop=()),
     ])  # fmt: skip
