@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 
 from slopestudy.analyses import fair, headline, learned, protocol
-from slopestudy.analyses.page import md_table, pm, read_block, replace_block
+from slopestudy.analyses.page import read_block, replace_block
 from slopestudy.publish import FROM_TABLES, NEED_SWEEP, PAGE, published_state, redraw, report
 from slopestudy.sections import SECTIONS, Summarize
 from slopestudy.study import Study, main, run_sweeps
 from slopestudy.sweeps import Job, Launch, Sweep, comparable, done_in_folder, done_in_table, parts, resolve
+from slopestudy.tables import md_table, pm
 
 from .conftest import ROOT, Child, run_child
 from .study_tiny import FIRST, SECOND

@@ -36,12 +36,33 @@ MEAN_STD = [("test_acc", False), ("decay_step0", True), ("decay_end", True), ("g
 
 
 # --- rendering ----------------------------------------------------------------------------------
-def markdown_table(table: pd.DataFrame, index: bool = True) -> str:
+def markdown_table(table: pd.DataFrame, index: bool = True, compact: bool = False) -> str:
     """The one Markdown renderer: numeric columns right-aligned as numbers, text columns
-    exactly as formatted (tabulate would otherwise re-read '1.000' as 1)."""
+    exactly as formatted (tabulate would otherwise re-read '1.000' as 1). `compact`: cells as
+    given, no padding (the published page: a one-cell change is a one-line diff)."""
+    if compact:
+        frame = table.reset_index() if index else table
+        lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+        return "\n".join(
+            lines + ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+        )
     offset = 1 if index else 0
     text = [i + offset for i, dtype in enumerate(table.dtypes) if not pd.api.types.is_numeric_dtype(dtype)]
     return table.to_markdown(index=index, disable_numparse=text or False)
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    """A compact grid of already formatted cells, from header and rows (the page's tables)."""
+    return markdown_table(pd.DataFrame(rows, columns=header), index=False, compact=True)
+
+
+def pm(values: pd.Series, digits: int = 3) -> str:
+    """'mean ± std' over the non-missing values ('mean' for one, '–' for none); no '-0.000'."""
+    values = values.dropna()
+    if values.empty:
+        return "–"
+    mean = round(values.mean(), digits) + 0.0
+    return f"{mean:.{digits}f} ± {values.std():.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
 
 
 def grids(frame: pd.DataFrame, keys: list[str], text: Callable[[pd.Series], str]) -> dict[str, pd.DataFrame]:

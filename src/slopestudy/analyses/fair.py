@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from slopestudy.analyses import protocol
-from slopestudy.analyses.page import md_table
 from slopestudy.cells import failed
 from slopestudy.records import DONE
 from slopestudy.stats import NEVER_LEARNED
+from slopestudy.tables import md_table
 
 INITS = protocol.INITS
 LONG_CHECKS = (("fair_long_sgd_pytorch", "8 epochs (4x the tuning budget)"),

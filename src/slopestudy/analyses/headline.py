@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slopestudy.analyses.page import md_table, pm
 from slopestudy.collect import done
 from slopestudy.config import Init, StudyConfig
 from slopestudy.model import theory_decay_per_layer
 from slopestudy.stats import NEVER_LEARNED
+from slopestudy.tables import md_table, pm
 
 DEPTH30_STEPS = 29  # hidden-to-hidden steps of a depth-30 net: the gain table's exponent
 ACCURACY_TABLES = [  # (summary, title, row keys)

@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from slopestudy import stats
-from slopestudy.analyses.page import md_table
 from slopestudy.cells import failed
 from slopestudy.collect import done
 from slopestudy.stats import NEVER_LEARNED, fmt_ci, fmt_p
+from slopestudy.tables import md_table
 
 CELL = ["init", "prelu_params", "slope", "depth"]
 PICKS = ("first", "middle", "last")

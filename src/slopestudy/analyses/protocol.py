@@ -19,11 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from slopestudy import stats
-from slopestudy.analyses.page import md_table
 from slopestudy.cells import SENSITIVITY, failed
 from slopestudy.collect import done
 from slopestudy.stats import NEVER_LEARNED, fmt_ci, fmt_p
-from slopestudy.tables import ci_text
+from slopestudy.tables import ci_text, md_table
 
 ROWS = ("init", "depth")
 INITS = ("kaiming", "pytorch")  # the order of init rows
