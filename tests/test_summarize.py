@@ -221,3 +221,35 @@ def test_figures_put_at_most_four_panels_in_a_row_and_share_the_y_axis(tmp_path)
     rows = {ax.get_subplotspec().rowspan.start for ax in shown}
     assert len(shown) == 10 and len(rows) == 4 and max(ax.get_subplotspec().colspan.stop for ax in shown) <= 4
     assert len({ax.get_ylim() for ax in shown}) == 1  # flat (kaiming) and falling (pytorch) on one scale
+
+
+def test_runs_csv_records_each_runs_training_seconds(tmp_path):
+    job = make_run(tmp_path, "seed=0")
+    run = json.loads((job / "run.json").read_text())
+    run["history"][0]["seconds"], run["history"][1]["seconds"] = 0.0, 12.5  # step 0, then one epoch
+    (job / "run.json").write_text(json.dumps(run))
+    make_run(tmp_path, "seed=1", seed=1)  # an older record without epoch times: 0, not a crash
+    s = summarize([tmp_path], figures=False)
+    assert pd.read_csv(s.out_dir / "runs.csv").set_index("seed")["seconds"].tolist() == [12.5, 0.0]
+
+
+def test_val_curves_never_average_runs_of_different_learning_rates(tmp_path):
+    # a tuning sweep: one cell (slope 0, depth 4) at two lrs; each lr must get its own mean curve
+    for seed, lr, accs in [
+        (0, 0.01, [0.2, 0.3]),
+        (1, 0.01, [0.2, 0.5]),
+        (0, 0.1, [0.8, 0.9]),
+        (1, 0.1, [0.8, 0.9]),
+    ]:
+        job = make_run(tmp_path, f"lr={lr}/seed={seed}", seed=seed, lr=lr, epochs=2, val=accs[-1])
+        run = json.loads((job / "run.json").read_text())
+        first, last = run["history"]
+        run["history"] = [first] + [{**last, "epoch": i + 1, "val_acc": a} for i, a in enumerate(accs)]
+        (job / "run.json").write_text(json.dumps(run))
+    s = summarize([tmp_path], figures=False)
+    means = {ax.get_title(): [ln.get_ydata().tolist() for ln in ax.get_lines() if ln.get_label() == "a=0"]
+             for ax in val_curves(s).axes if ax.get_visible()}  # fmt: skip
+    assert means == {
+        "depth 4, lr=0.01": [pytest.approx([0.2, 0.4])],
+        "depth 4, lr=0.1": [pytest.approx([0.8, 0.9])],
+    }

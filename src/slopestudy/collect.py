@@ -19,7 +19,7 @@ import yaml
 from slopestudy.config import config_from_record, sweep_jobs
 from slopestudy.model import theory_decay_per_layer
 from slopestudy.probes import fit_decay, grad_ratio
-from slopestudy.records import DONE, RUN_JSON, lock_holder, read_run
+from slopestudy.records import DONE, RUN_JSON, lock_holder, read_run, train_seconds
 
 NUMERIC = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "steps_to_90",
            "dead_frac_step0", "dead_frac_end", "val_gain_last_half", "val_gain_last_epoch")  # fmt: skip
@@ -98,6 +98,7 @@ def run_row(run: dict | None, job_dir: Path, sweep_dir: Path) -> dict:
         dead_frac_end=_mean(last["dead_frac"]) if last else None,
         val_gain_last_half=last_half_gain(history),
         val_gain_last_epoch=last_half_gain(history[-2:]) if len(history) > 2 else None,
+        seconds=train_seconds(run),  # the study runner's compute, from a committed runs.csv
         error=run.get("error"),
         job=str(job_dir.relative_to(sweep_dir)),
         code_hash=(run.get("env") or {}).get("code_hash"),

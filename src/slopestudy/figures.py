@@ -194,7 +194,11 @@ def val_curves(summary: Summary) -> plt.Figure | None:
     if not curves:
         return None
     runs = runs.loc[list(curves)]
-    keys = [k for k in summary.keys if k not in ("slope", "depth", "lr")]
+    # lr names no panel where each cell has one (a tuned sweep: each slope at its own lr); where a
+    # cell holds several (a tuning sweep), each lr gets its panels, so no mean mixes two lrs.
+    cell = [k for k in summary.keys if k != "lr"] or ["slope"]
+    mixed = "lr" in runs and runs.groupby(cell)["lr"].nunique().max() > 1
+    keys = [k for k in summary.keys if k not in ("slope", "depth") and (k != "lr" or mixed)]
     panels, ncols = rows_by_variant(variants(runs, keys), sorted(runs["depth"].unique()))
     colors = slope_colors(runs["slope"].unique())
     fig, axes = grid(len(panels), 3.4, 3.0, ncols)

@@ -57,6 +57,13 @@ def read_run(folder: str | Path) -> dict | None:
         return None
 
 
+def train_seconds(run: dict) -> float | None:
+    """The sum of a run's epoch training times (start-up, data loading and evaluation not
+    included); None when it recorded no epoch."""
+    epochs = [h.get("seconds") or 0.0 for h in run.get("history") or []]
+    return sum(epochs) if epochs else None
+
+
 def same_config(stored: dict, current: dict, defaults: dict | None = None) -> bool:
     """Would `current` reproduce the run recorded with `stored`?
 

@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 
 from slopestudy.collect import done, find_jobs
 from slopestudy.config import MACHINERY, register, sweep_jobs
-from slopestudy.records import DONE, read_run
+from slopestudy.records import DONE, read_run, train_seconds
 
 REPO = Path(__file__).resolve().parents[2]  # train.py and conf/ live here
 CONF = REPO / "conf"
@@ -116,8 +116,7 @@ def read_job(job: Path) -> Job:
     data loading and evaluation not included)."""
     overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
     run = read_run(job) or {}
-    epochs = [h.get("seconds") or 0.0 for h in run.get("history") or []]
-    return Job(parse_overrides(overrides), run.get("status", "missing"), sum(epochs) if epochs else None)
+    return Job(parse_overrides(overrides), run.get("status", "missing"), train_seconds(run))
 
 
 def folder_jobs(folder: Path, cache: dict | None = None) -> list[Job]:
