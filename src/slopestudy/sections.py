@@ -106,7 +106,7 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
     Section("init_probe", "1. At initialization the slope barely matters; the init decides", summaries=(
         Summarize("init_probe", sweeps=(Sweep("init_probe"),)),
         Summarize("init_probe_depth3", sweeps=(Sweep("init_probe_depth3"),)),
-    )),
+    ), blocks=lambda r: {"init_probe": headline.init_probe_block(r)}),
     FAIR,
     # 2b: one lr per init, chosen by lr_tune on test accuracy; superseded by 2, kept for the record
     Section("slope_depth", "2b. The earlier comparison (slope_depth)", summaries=(

@@ -45,7 +45,7 @@ def decay_vs_theory(df: pd.DataFrame) -> list[str]:
                           for a in slopes)] for init, part in df.groupby("init")]  # fmt: skip
     n = df.groupby(["init", "slope"]).size()
     out = [md_table(["init", *slope_header(slopes)], rows), "",
-           f"Cells: measured mean ± std over depths 5–50 and seeds (n = {n.min()}–{n.max()} runs per "
+           f"Cells: measured mean ± std over depths 5–50 and seeds (n = {n.min()}{f'–{n.max()}' * (n.max() > n.min())} runs per "
            "cell) [mean-field theory]. Decay is log10 per layer toward the input."]  # fmt: skip
     rows = []
     for init, part in df.groupby("init"):
@@ -61,6 +61,13 @@ def decay_vs_theory(df: pd.DataFrame) -> list[str]:
             "steps) relative to slope 0, from the measured decay rates above. Theory: √((1+a²)/2)^29 "
             "relative to ReLU for every init except kaiming, whose gain is re-tuned for each slope "
             "[in brackets]."]  # fmt: skip
+
+
+def init_probe_block(results: Path) -> str:
+    """Section 1's marker block: the step-0 decay per init and slope against theory, and what
+    it adds up to over a depth-30 net (decay_vs_theory on init_probe's runs)."""
+    runs = finished_runs(results, "init_probe")
+    return "\n".join(decay_vs_theory(runs)) if runs is not None else "init_probe: not run yet."
 
 
 def accuracy_table(df: pd.DataFrame, keys: list[str], metric: str = "test_acc") -> list[str]:
