@@ -44,8 +44,9 @@ def decay_vs_theory(df: pd.DataFrame) -> list[str]:
     rows = [[str(init), *(f"{pm(part[part['slope'] == a]['decay_step0'])} [{theory_at(init, a):.3f}]"
                           for a in slopes)] for init, part in df.groupby("init")]  # fmt: skip
     n = df.groupby(["init", "slope"]).size()
+    count = f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
     out = [md_table(["init", *slope_header(slopes)], rows), "",
-           f"Cells: measured mean ± std over depths 5–50 and seeds (n = {n.min()}{f'–{n.max()}' * (n.max() > n.min())} runs per "
+           f"Cells: measured mean ± std over depths 5–50 and seeds (n = {count} runs per "
            "cell) [mean-field theory]. Decay is log10 per layer toward the input."]  # fmt: skip
     rows = []
     for init, part in df.groupby("init"):
