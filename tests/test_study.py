@@ -119,8 +119,9 @@ def test_every_preset_has_a_fixed_folder_and_shared_folders_split_their_jobs():
     for r in declared.values():
         by_folder.setdefault(r.folder, []).append(r)
     for shared in by_folder.values():  # e.g. fair_tune's grid and its widened edge
-        keys = set.intersection(*(set(r.jobs[0]) for r in shared)) - {"experiment"}
-        jobs = [tuple(comparable(j[k]) for k in sorted(keys)) for r in shared for j in r.jobs]
+        # a key one sweep does not set names no folder level of its jobs (override_dirname): None
+        keys = set.union(*(set(r.jobs[0]) for r in shared)) - {"experiment"}
+        jobs = [tuple(comparable(j.get(k)) for k in sorted(keys)) for r in shared for j in r.jobs]
         assert len(jobs) == len(set(jobs)), [r.sweep.label for r in shared]
 
 
@@ -278,6 +279,17 @@ def test_a_split_sweep_runs_one_part_per_value():
     (task_a, jobs_a), (task_b, jobs_b) = parts(r)
     assert task_a[-1] == "depth=10" and task_b[-1] == "depth=20"
     assert len(jobs_a) == len(jobs_b) == 4 and all(j["depth"] == 10 for j in jobs_a)
+
+
+def test_a_config_group_axis_is_split_and_narrowed_as_hydra_does():
+    # fixes_final sweeps `+fix: ...` in its params; `+fix=a,b` on the command line replaces that
+    # axis (Hydra keys it by `+fix`), and a part per fix must be spelled `+fix=...` too
+    narrowed = resolve([Sweep("fixes_final", ("+fix=leaky_he,gelu_he",))])
+    (r,) = narrowed.values()
+    assert sorted({j["fix"] for j in r.jobs}) == ["gelu_he", "leaky_he"] and len(r.jobs) == 2 * 3 * 5
+    (r,) = resolve([Sweep("fixes_final", split="fix")]).values()
+    split = parts(r)
+    assert len(split) == 8 and split[0][0][-1] == "+fix=leaky_default" and len(split[0][1]) == 15
 
 
 # --- run: stopped mid-way, run again ----------------------------------------------------------

@@ -162,4 +162,10 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
         Summarize("fixes_step0", sweeps=(Sweep("fixes_step0"),)),
         Summarize("fixes_step0_gelu_width", sweeps=(Sweep("fixes_step0_gelu_width"),)),
     ), blocks=lambda r: {"fixes_step0": claims.fixes_block(r)}),
+    Section("fixes_train", "8. What fixes vanishing gradients, trained", summaries=(
+        Summarize("fixes_tune", tune="lr", sweeps=(
+            Sweep("fixes_tune", ("lr=0.005,0.01,0.02,0.05",), split="depth"),
+        )),
+        Summarize("fixes_final", sweeps=(Sweep("fixes_final", split="fix"),)),  # 15 runs a part
+    )),
 )}  # fmt: skip

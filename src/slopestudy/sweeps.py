@@ -65,6 +65,7 @@ class Resolved:
     folder: str  # as configured, relative to the study's root (multirun/...)
     jobs: list[dict] = field(default_factory=list)  # {key: value} per job, keys as Hydra parses them
     tuned: str | None = None  # the tuned.csv its jobs read (config key `tuned`), if any
+    written: tuple[str, ...] = ()  # its swept keys as written (`+fix`), in overrides and params
 
 
 def resolve(sweeps: list[Sweep]) -> dict[Sweep, Resolved]:
@@ -82,7 +83,8 @@ def resolve(sweeps: list[Sweep]) -> dict[Sweep, Resolved]:
                                  "needs a fixed folder so that a rerun resumes it")  # fmt: skip
             params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True) or {}
             jobs = sweep_jobs(sweep.task(), params)
-            out[sweep] = Resolved(sweep, str(cfg.hydra.sweep.dir), jobs, cfg.get("tuned") or None)
+            written = (*(o.split("=", 1)[0] for o in sweep.task()), *params)
+            out[sweep] = Resolved(sweep, str(cfg.hydra.sweep.dir), jobs, cfg.get("tuned") or None, written)
     return out
 
 
@@ -93,7 +95,9 @@ def parts(r: Resolved) -> list[tuple[list[str], list[dict]]]:
         return [(r.sweep.task(), r.jobs)]
     values = list(dict.fromkeys(job[key] for job in r.jobs))
     task = [o for o in r.sweep.task() if o.split("=", 1)[0].lstrip("+~") != key]
-    return [([*task, f"{key}={v}"], [j for j in r.jobs if j[key] == v]) for v in values]
+    # spelled as the sweep spells it (Hydra keys a sweep axis by `+fix`, not `fix`)
+    spelled = next((k for k in r.written if k.lstrip("+~") == key), key)
+    return [([*task, f"{spelled}={v}"], [j for j in r.jobs if j[key] == v]) for v in values]
 
 
 # --- what is done ------------------------------------------------------------------------------
