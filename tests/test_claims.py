@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from slopestudy import stats
-from slopestudy.analyses import claims
+from slopestudy.analyses import claims, fixes
 
 
 def runs(rows):
@@ -69,7 +69,7 @@ def test_step0_vs_theory_groups_by_fix_and_depth_and_shows_no_theory_where_there
         "depth": [10, 10, 10], "decay_step0": [0.10, 0.12, -0.05], "decay_theory": [0.1, 0.1, float("nan")],
         "grad_ratio_step0": [-1.0, -1.2, 0.5],
     })  # fmt: skip
-    table = claims.step0_vs_theory(frame).set_index("fix")
+    table = fixes.step0_vs_theory(frame).set_index("fix")
     assert table.loc["a", "measured (log10/layer)"] == "0.110 ± 0.014" and table.loc["a", "gap"] == "+0.010"
     assert table.loc["a", "n"] == 2 and table.loc["a", "log10 grad first/last"] == "-1.10"
     assert table.loc["b", "theory"] == "–" and table.loc["b", "gap"] == "–"
@@ -108,3 +108,18 @@ def test_compare_pairs_tests_each_declared_pair_at_both_thresholds_with_holm():
     # Holm over the two pairs: the smaller p doubled, the larger kept (here both monotone)
     assert by.loc["leaky", "p (Holm) at 0.2"] == pytest.approx(2 * p_leaky)
     assert by.loc["shift", "p (Holm) at 0.2"] == pytest.approx(max(p_shift, 2 * p_leaky))
+
+
+def test_trained_fixes_table_counts_learned_runs_and_costs_per_fix_and_depth():
+    rows = []
+    for fix, accs in (("leaky_he", [0.95, 0.96, 0.97]), ("leaky_default", [0.11, 0.11, 0.95])):
+        for seed, acc in enumerate(accs):
+            grad = -1.0 if fix == "leaky_he" else -5.0
+            rows.append({"job": f"+fix={fix},depth=30/seed={seed}", "depth": 30, "seed": seed,
+                         "status": "completed", "val_acc": acc, "test_acc": acc, "grad_ratio_end": grad,
+                         "seconds": 60.0, "steps": 3000, "val_gain_last_half": 0.0})  # fmt: skip
+    table = fixes.trained_table(pd.DataFrame(rows))
+    he = next(line for line in table.splitlines() if line.startswith("| leaky_he |"))
+    default = next(line for line in table.splitlines() if line.startswith("| leaky_default |"))
+    assert "3/3 [0.29, 1.00]: 0.960 [" in he and he.endswith("| -1.00 | 20.0 |")  # 60 s / 3000 steps
+    assert "1/3 [0.01, 0.91]" in default and "median 0.110" in default and "| -5.00 |" in default

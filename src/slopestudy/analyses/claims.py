@@ -162,25 +162,6 @@ def markdown(table: pd.DataFrame, drop: tuple[str, ...] = ("k", "n")) -> str:
     return markdown_table(shown.fillna(""), index=False)
 
 
-# --- what fixes it, at step 0: each fix's measured decay against its own theory --------------
-def step0_vs_theory(runs: pd.DataFrame, by: tuple[str, ...] = ("depth",)) -> pd.DataFrame:
-    """Per fix (the conf/fix/ choice in the job name) and depth: the measured step-0 signal decay
-    per layer (mean ± sd over seeds), the mean-field prediction for that activation and init (none
-    where norms or skips break the plain recursion), their gap, and the weight-gradient ratio."""
-    fix = runs["job"].str.extract(r"\+fix=([a-z_]+)")[0].rename("fix")
-    grouped = runs.groupby([fix, *(runs[k] for k in by)])
-    table = grouped.agg(decay=("decay_step0", "mean"), sd=("decay_step0", "std"), n=("decay_step0", "size"),
-                        theory=("decay_theory", "mean"), grad_ratio=("grad_ratio_step0", "mean"))  # fmt: skip
-    table = table.reset_index()
-    sd = table["sd"].map("{:.3f}".format)
-    table["measured (log10/layer)"] = table["decay"].map("{:.3f}".format) + " ± " + sd
-    gap = table["decay"] - table["theory"]
-    table["gap"] = gap.map(lambda v: "–" if pd.isna(v) else f"{round(v, 3) + 0.0:+.3f}")  # + 0.0: no "-0.000"
-    table["theory"] = table["theory"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}")
-    table["log10 grad first/last"] = table["grad_ratio"].map("{:.2f}".format)
-    return table[["fix", *by, "n", "measured (log10/layer)", "theory", "gap", "log10 grad first/last"]]
-
-
 # --- depth 30 with power: one pre-declared comparison, so no family to correct ----------------
 def depth30_power(power: pd.DataFrame, fair_final: pd.DataFrame, slopes=(0.0, 0.2)) -> pd.DataFrame:
     """Kaiming, depth 30, SGD: each slope's runs of the power sweep plus fair_final's runs of the
@@ -220,18 +201,6 @@ def phase_block(results: Path) -> str:
         f"The same at the {NEVER_LEARNED} threshold:", "",
         markdown(phase_ridge(runs, NEVER_LEARNED), drop=()),
     ])  # fmt: skip
-
-
-def fixes_block(results: Path) -> str:
-    runs = _runs(results, "fixes_step0")
-    if runs is None:
-        return "Fixes at step 0: not run yet."
-    parts = [markdown(step0_vs_theory(runs), drop=())]
-    wide = _runs(results, "fixes_step0_gelu_width")
-    if wide is not None:
-        parts += ["", "GELU with He init at depth 30, wider nets:", "",
-                  markdown(step0_vs_theory(wide, by=("depth", "width")), drop=())]  # fmt: skip
-    return "\n".join(parts)
 
 
 def power_block(results: Path) -> str:

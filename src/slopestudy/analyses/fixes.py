@@ -1,0 +1,97 @@
+"""Section 8 of results/README.md, what fixes vanishing gradients: each fix of conf/fix/ (named in
+its runs' job folders, `+fix=...`) at step 0 against its own mean-field theory (fixes_step0), and
+trained (fixes_tune, fixes_final): lr per fix and depth on validation, k/n learned with exact
+intervals, accuracy where every run learned, the gradient ratio after training, and the time
+per step, all runs of one sweep on one machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from slopestudy.analyses import protocol
+from slopestudy.analyses.claims import _runs, markdown
+from slopestudy.cells import accuracy_ci
+from slopestudy.collect import done
+from slopestudy.tables import md_table
+
+ROWS = ("fix", "depth")
+
+
+def with_fix(runs: pd.DataFrame) -> pd.DataFrame:
+    """The run frame with a `fix` column: the conf/fix/ choice its job folder names."""
+    return runs.assign(fix=runs["job"].str.extract(r"\+fix=([a-z_]+)")[0])
+
+
+def step0_vs_theory(runs: pd.DataFrame, by: tuple[str, ...] = ("depth",)) -> pd.DataFrame:
+    """Per fix (the conf/fix/ choice in the job name) and depth: the measured step-0 signal decay
+    per layer (mean ± sd over seeds), the mean-field prediction for that activation and init (none
+    where norms or skips break the plain recursion), their gap, and the weight-gradient ratio."""
+    fix = with_fix(runs)["fix"]
+    grouped = runs.groupby([fix, *(runs[k] for k in by)])
+    table = grouped.agg(decay=("decay_step0", "mean"), sd=("decay_step0", "std"), n=("decay_step0", "size"),
+                        theory=("decay_theory", "mean"), grad_ratio=("grad_ratio_step0", "mean"))  # fmt: skip
+    table = table.reset_index()
+    sd = table["sd"].map("{:.3f}".format)
+    table["measured (log10/layer)"] = table["decay"].map("{:.3f}".format) + " ± " + sd
+    gap = table["decay"] - table["theory"]
+    table["gap"] = gap.map(lambda v: "–" if pd.isna(v) else f"{round(v, 3) + 0.0:+.3f}")  # + 0.0: no "-0.000"
+    table["theory"] = table["theory"].map(lambda v: "–" if pd.isna(v) else f"{v:.3f}")
+    table["log10 grad first/last"] = table["grad_ratio"].map("{:.2f}".format)
+    return table[["fix", *by, "n", "measured (log10/layer)", "theory", "gap", "log10 grad first/last"]]
+
+
+def fixes_block(results: Path) -> str:
+    runs = _runs(results, "fixes_step0")
+    if runs is None:
+        return "Fixes at step 0: not run yet."
+    parts = [markdown(step0_vs_theory(runs), drop=())]
+    wide = _runs(results, "fixes_step0_gelu_width")
+    if wide is not None:
+        parts += ["", "GELU with He init at depth 30, wider nets:", "",
+                  markdown(step0_vs_theory(wide, by=("depth", "width")), drop=())]  # fmt: skip
+    return "\n".join(parts)
+
+
+def tuned_with_fix(tuned: pd.DataFrame, tune_runs: pd.DataFrame) -> pd.DataFrame:
+    """tuned.csv's rows (cells named by config keys) labelled with the fix whose runs they are."""
+    keys = [k for k in tuned.columns[: list(tuned.columns).index("tuned_key")] if k in tune_runs]
+    labels = with_fix(tune_runs)[[*keys, "fix"]].drop_duplicates()
+    return tuned.merge(labels, on=keys, how="left")
+
+
+def trained_table(final: pd.DataFrame) -> str:
+    """fix rows x depth columns: k/n learned [exact] and test accuracy where all learned (as in
+    § 2), then the log10 first/last-layer gradient ratio after training and ms per step."""
+    runs = with_fix(done(final))
+    ci = accuracy_ci(runs, list(ROWS)).set_index(list(ROWS))
+    runs = (
+        runs.assign(ms=1000 * runs["seconds"] / runs["steps"]) if {"seconds", "steps"} <= set(runs) else runs
+    )
+    cells = runs.groupby(list(ROWS))
+    depths = sorted(runs["depth"].unique())
+    rows = []
+    for fix in dict.fromkeys(runs["fix"]):
+        acc = [protocol.ci_cell(ci.loc[(fix, d)]) if (fix, d) in ci.index else "–" for d in depths]
+        grad = [f"{cells['grad_ratio_end'].mean().get((fix, d), float('nan')):.2f}" for d in depths]
+        ms = [
+            f"{cells['ms'].mean().get((fix, d), float('nan')):.1f}" if "ms" in runs else "–" for d in depths
+        ]
+        rows.append([fix, *acc, " / ".join(grad), " / ".join(ms)])
+    header = ["fix", *(f"depth {d}" for d in depths), "log10 grad first/last after training (by depth)",
+              "ms per step (by depth)"]  # fmt: skip
+    return md_table(header, rows)
+
+
+def fixes_train_block(results: Path) -> str:
+    tuned, tune_runs = results / "fixes_tune" / "tuned.csv", _runs(results, "fixes_tune")
+    if not tuned.exists() or tune_runs is None:
+        return "What fixes it, trained: not run yet."
+    t = tuned_with_fix(pd.read_csv(tuned), tune_runs).sort_values(list(ROWS))
+    out = protocol.tuned_section(t, ROWS)
+    final = _runs(results, "fixes_final")
+    if final is None:
+        return "\n".join([*out, "Final runs: not run yet."])
+    return "\n".join([*out, "### Trained: learned, accuracy, gradient ratio and cost per fix", "",
+                      trained_table(final), ""])  # fmt: skip
