@@ -60,6 +60,8 @@ def test_clopper_pearson_known_values():
     )
     assert all(math.isnan(v) for v in stats.proportion_ci(0, 0))
     assert stats.fmt_rate(4, 5) == "4/5 [0.28, 0.99]" and stats.fmt_rate(0, 5) == "0/5 [0.00, 0.52]"
+    # a bound that only rounds to 1 is not shown as 1: 9/10 reaches 0.997, 5/5 reaches 1 exactly
+    assert stats.fmt_rate(9, 10) == "9/10 [0.555, 0.997]" and stats.fmt_rate(5, 5) == "5/5 [0.48, 1.00]"
 
 
 def test_fisher_exact_hand_case():
