@@ -185,7 +185,7 @@ def fmt_rate(k: int, n: int, digits: int = 2) -> str:
     _, low, high = proportion_ci(k, n)
     # a bound that only rounds to 0 or 1 (9/10: 0.997) gets one more digit: "1.00" would claim
     # an interval that reaches certainty
-    if (0 < low and round(low, digits) == 0) or (high < 1 and round(high, digits) == 1):
+    if (low > 0 and round(low, digits) == 0) or (high < 1 and round(high, digits) == 1):
         digits += 1
     return f"{int(k)}/{int(n)} {fmt_interval(low, high, digits)}"
 
