@@ -100,36 +100,42 @@ def write_report(
     flat = [f"{m['depth']}: {fmt_ratio(m, 'instr/bare')}" for m in rows]
     lines += ["", f"Probe cost against depth (instrumented / bare): {', '.join(flat)}.", ""]
     if system:
-        seq, par = system["sweeps"]["sequential"], system["sweeps"]["parallel"]
-        speedup = par["runs_per_min"] / seq["runs_per_min"]
-        lines += [
-            f"Target parallel >= 1.2 x sequential runs/min: measured {speedup:.2f}, "
-            f"{'met' if speedup >= 1.2 else 'NOT met'}. Upper bound on this machine, from the bare loop at "
-            f"1 thread vs {torch.get_num_threads()} threads (depth 10): {system['bound']:.2f}; the rest of "
-            "the gap is what a parallel sweep pays per worker and per job (a fresh interpreter importing "
-            "torch per worker, data loading, test evaluation, logging) on top of the sequential sweep's "
-            "costs, and a tail where one worker runs the last job alone.",
-            f"Target peak RSS < 1500 MB: measured {system['rss_mb']:.0f} MB, "
-            f"{'met' if system['rss_mb'] < 1500 else 'NOT met'}.",
-            "",
-        ]
-        lines += [
-            "## Sweeps and memory",
-            "",
-            f"The same 12-run sweep (`{' '.join(SWEEP)}`), basic launcher vs `hydra/launcher=parallel`:",
-            "",
-            "| launcher | runs | wall time (s) | runs/min |",
-            "|---|---|---|---|",
-            f"| basic (sequential, 2 threads) | {seq['runs']} | {seq['seconds']:.1f} | "
-            f"{seq['runs_per_min']:.1f} |",
-            f"| parallel (joblib, 2 jobs x 1 thread) | {par['runs']} | {par['seconds']:.1f} | "
-            f"{par['runs_per_min']:.1f} |",
-            "",
-            f"Parallel / sequential throughput: **{par['runs_per_min'] / seq['runs_per_min']:.2f}x**.",
-            "",
-            "Peak RSS of one full-MNIST run (`python train.py epochs=1 depth=20`): "
-            f"**{system['rss_mb']:.0f} MB**.",
-            "",
-        ]
+        lines += system_lines(system)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
+
+
+def system_lines(system: dict) -> list[str]:
+    """The report's targets and table for the whole-system measurements (--system)."""
+    seq, par = system["sweeps"]["sequential"], system["sweeps"]["parallel"]
+    speedup = par["runs_per_min"] / seq["runs_per_min"]
+    lines = [
+        f"Target parallel >= 1.2 x sequential runs/min: measured {speedup:.2f}, "
+        f"{'met' if speedup >= 1.2 else 'NOT met'}. Upper bound on this machine, from the bare loop at "
+        f"1 thread vs {torch.get_num_threads()} threads (depth 10): {system['bound']:.2f}; the rest of "
+        "the gap is what a parallel sweep pays per worker and per job (a fresh interpreter importing "
+        "torch per worker, data loading, test evaluation, logging) on top of the sequential sweep's "
+        "costs, and a tail where one worker runs the last job alone.",
+        f"Target peak RSS < 1500 MB: measured {system['rss_mb']:.0f} MB, "
+        f"{'met' if system['rss_mb'] < 1500 else 'NOT met'}.",
+        "",
+    ]
+    lines += [
+        "## Sweeps and memory",
+        "",
+        f"The same 12-run sweep (`{' '.join(SWEEP)}`), basic launcher vs `hydra/launcher=parallel`:",
+        "",
+        "| launcher | runs | wall time (s) | runs/min |",
+        "|---|---|---|---|",
+        f"| basic (sequential, 2 threads) | {seq['runs']} | {seq['seconds']:.1f} | "
+        f"{seq['runs_per_min']:.1f} |",
+        f"| parallel (joblib, 2 jobs x 1 thread) | {par['runs']} | {par['seconds']:.1f} | "
+        f"{par['runs_per_min']:.1f} |",
+        "",
+        f"Parallel / sequential throughput: **{par['runs_per_min'] / seq['runs_per_min']:.2f}x**.",
+        "",
+        "Peak RSS of one full-MNIST run (`python train.py epochs=1 depth=20`): "
+        f"**{system['rss_mb']:.0f} MB**.",
+        "",
+    ]
+    return lines
