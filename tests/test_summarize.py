@@ -48,6 +48,17 @@ def make_run(
     return job
 
 
+def make_curve_run(sweep, name, accs, **overrides):
+    """make_run with a validation accuracy after each epoch (`accs`; a diverged run has fewer
+    than its `epochs`)."""
+    job = make_run(sweep, name, val=accs[-1], **{"epochs": len(accs), **overrides})
+    run = json.loads((job / "run.json").read_text())
+    first, last = run["history"]
+    run["history"] = [first] + [{**last, "epoch": i + 1, "val_acc": a} for i, a in enumerate(accs)]
+    (job / "run.json").write_text(json.dumps(run))
+    return job
+
+
 def test_fit_decay_and_grad_ratio_known_values():
     assert fit_decay([10 ** (0.25 * i) for i in range(6)] + [1.0]) == pytest.approx(0.25)
     assert math.isnan(fit_decay([1.0, 2.0]))  # one hidden layer: nothing to fit
@@ -129,11 +140,7 @@ def test_val_curves_leave_out_a_diverged_seed_whose_history_is_shorter(tmp_path)
     # crashed the figure). The curve is the mean over the completed seeds only.
     for seed, status, accs in [(0, "completed", [0.5, 0.7, 0.8]), (1, "completed", [0.7, 0.9, 1.0]),
                                (2, "diverged", [0.3])]:  # fmt: skip
-        job = make_run(tmp_path, f"seed={seed}", status=status, seed=seed, epochs=3, val=accs[-1])
-        run = json.loads((job / "run.json").read_text())
-        first, last = run["history"]
-        run["history"] = [first] + [{**last, "epoch": i + 1, "val_acc": a} for i, a in enumerate(accs)]
-        (job / "run.json").write_text(json.dumps(run))
+        make_curve_run(tmp_path, f"seed={seed}", accs, status=status, seed=seed, epochs=3)
     s = summarize([tmp_path], figures=True)
     assert (s.out_dir / "val_curves.png").exists()
     ax = val_curves(s).axes[0]
@@ -241,11 +248,7 @@ def test_val_curves_never_average_runs_of_different_learning_rates(tmp_path):
         (0, 0.1, [0.8, 0.9]),
         (1, 0.1, [0.8, 0.9]),
     ]:
-        job = make_run(tmp_path, f"lr={lr}/seed={seed}", seed=seed, lr=lr, epochs=2, val=accs[-1])
-        run = json.loads((job / "run.json").read_text())
-        first, last = run["history"]
-        run["history"] = [first] + [{**last, "epoch": i + 1, "val_acc": a} for i, a in enumerate(accs)]
-        (job / "run.json").write_text(json.dumps(run))
+        make_curve_run(tmp_path, f"lr={lr}/seed={seed}", accs, seed=seed, lr=lr)
     s = summarize([tmp_path], figures=False)
     means = {ax.get_title(): [ln.get_ydata().tolist() for ln in ax.get_lines() if ln.get_label() == "a=0"]
              for ax in val_curves(s).axes if ax.get_visible()}  # fmt: skip
