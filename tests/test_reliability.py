@@ -327,7 +327,7 @@ def test_full_disk_fails_cleanly_and_the_rerun_resumes_identically(tiny_root, tm
     proc = train(tiny_root, *args, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "resumed after epoch 2" in proc.stdout
-    resumed, ref = load(run_dir / "run.json"), uninterrupted
+    resumed, ref = load(run_dir / "run.json"), load(ref_dir / "run.json")
     assert resumed["final"] == ref["final"] and timeless(resumed["history"]) == timeless(ref["history"])
 
 

@@ -144,7 +144,7 @@ def test_status_of_a_fresh_clone(committed, capsys):
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line[:1].isalpha()}
     assert re.search(r"871/871\s+unknown\s+up to date", lines["fair"])
     assert re.search(r"72/72\s+unknown\s+up to date", lines["learned_slope"])
-    assert re.search(r"584/584\s+2 min 40 s wall\s+no generated tables", lines["init_probe"])
+    assert re.search(r"584/584\s+2 min 40 s wall\s+up to date", lines["init_probe"])
     assert re.search(r"–\s+–\s+up to date", lines["headline"])
 
 

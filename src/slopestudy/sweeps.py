@@ -142,10 +142,12 @@ def folder_jobs(folder: Path, cache: dict | None = None) -> list[Job]:
 
 def comparable(value) -> object:
     """A value as both Hydra's parser and a CSV give it, so the two compare: numbers as rounded
-    floats, booleans and text as text."""
+    floats, booleans and text as text, and a missing value (`key=null`, an empty cell) as None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
     if isinstance(value, bool | np.bool_):
         return str(bool(value)).lower()
-    if isinstance(value, int | float | np.number) and not (isinstance(value, float) and math.isnan(value)):
+    if isinstance(value, int | float | np.number):
         return round(float(value), 12)
     return str(value)
 
