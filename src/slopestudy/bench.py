@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from slopestudy import data as data_mod
 from slopestudy.bench_system import ROOT, fmt_ratio, peak_rss_mb, sweep_throughput, write_report
 from slopestudy.config import DataConfig, Device, StudyConfig
+from slopestudy.loop import Run
 from slopestudy.model import build_mlp
 
 DEVICE = torch.device("cpu")  # --device cuda measures the GPU path (data and model on the GPU)
@@ -96,8 +97,6 @@ def bare_loop(cfg: StudyConfig, d: data_mod.Tensors) -> float:
 
 def instrumented(cfg: StudyConfig, d: data_mod.Tensors, out_dir: Path) -> float:
     """This project's training epoch (Run.train_epoch) at the config's logging rates."""
-    from slopestudy.loop import Run
-
     run = Run(cfg, out_dir, data=d)
     run.open_logger()
     sync()

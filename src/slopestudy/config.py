@@ -232,6 +232,7 @@ def as_plain_dict(cfg: StudyConfig) -> dict:
 def sweep_jobs(task: list[str], params: dict | None) -> list[dict]:
     """The jobs a basic-sweeper multirun expands to: command-line overrides (`task`) plus the
     config's `hydra.sweeper.params` for keys the command line does not set, as {key: value}."""
+    # Not a cycle: Hydra's override parser (ANTLR) is only needed by sweeps, not by every run.
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     task = list(task)

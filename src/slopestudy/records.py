@@ -8,7 +8,10 @@ import hashlib
 import json
 import math
 import os
+import platform
+import subprocess
 import tempfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from slopestudy.config import SLOPED_ACTS, Act, Norm, StudyConfig, config_from_record
@@ -94,9 +97,6 @@ def environment() -> dict:
     """Package versions and what code ran: the git commit, whether the tree had uncommitted
     changes, and hashes of the package's source and the config files (what a sweep composes
     its jobs from), so a summary can tell runs of different code apart even without git."""
-    import platform
-    import subprocess
-    from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
     for pkg in ("torch", "torchvision", "hydra-core", "tensorboard", "numpy", "slopestudy"):
