@@ -236,8 +236,9 @@ def sweep_jobs(task: list[str], params: dict | None) -> list[dict]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     task = list(task)
-    given = {o.split("=", 1)[0].lstrip("+~") for o in task}  # `+fix=x` on the command line wins over
-    task += [f"{k}={v}" for k, v in (params or {}).items() if k.lstrip("+~") not in given]  # `+fix: ...`
+    # a key on the command line replaces the same key in params, with or without `+` (`+fix=x`)
+    given = {o.split("=", 1)[0].lstrip("+~") for o in task}
+    task += [f"{k}={v}" for k, v in (params or {}).items() if k.lstrip("+~") not in given]
     axes = {}
     for o in OverridesParser.create().parse_overrides(task):
         values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]

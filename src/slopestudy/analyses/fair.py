@@ -27,11 +27,8 @@ LONG_CHECKS = (("fair_long_sgd_pytorch", "8 epochs (4x the tuning budget)"),
 
 
 def tuned_section(results: Path, opt: str) -> list[str]:
-    parts = [pd.read_csv(path).assign(init=init) for init in INITS
-             if (path := results / f"fair_tune_{opt}_{init}" / "tuned.csv").exists()]  # fmt: skip
-    if not parts:
-        return ["Tuning: not run yet."]
-    return protocol.tuned_section(protocol.order(pd.concat(parts)))
+    tuned = protocol.tuned_by_init(results, f"fair_tune_{opt}_{{init}}")
+    return ["Tuning: not run yet."] if tuned is None else protocol.tuned_section(tuned)
 
 
 def scores_section(results: Path, opt: str, init: str) -> list[str]:

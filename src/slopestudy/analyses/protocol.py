@@ -54,6 +54,14 @@ def order(df: pd.DataFrame, rows: tuple[str, ...] = ROWS, inits: pd.Series | Non
     return df.sort_values([*keys, "slope"]).drop(columns="_r")
 
 
+def tuned_by_init(results: Path, folder: str) -> pd.DataFrame | None:
+    """The tuned.csv of each init's tuning summary (`folder` with `{init}`), one frame with an
+    init column, in INITS' order; None when none is committed yet."""
+    parts = [pd.read_csv(path).assign(init=init) for init in INITS
+             if (path := results / folder.format(init=init) / "tuned.csv").exists()]  # fmt: skip
+    return order(pd.concat(parts)) if parts else None
+
+
 def untrainable(r: pd.Series) -> bool:
     """tuned.csv's flag; a tuned.csv from before the flag: the chosen lr never learned."""
     flag = r.get("untrainable_on_grid")

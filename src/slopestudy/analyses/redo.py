@@ -39,13 +39,17 @@ def dead_section(runs: pd.DataFrame) -> list[str]:
     ]
 
 
-def replication_section(runs: pd.DataFrame, relu_lr: float) -> list[str]:
+def replication_section(runs: pd.DataFrame, tuned: pd.DataFrame) -> list[str]:
     """dying_power: the one cell where the slopes' learned rates differ most, on fresh seeds,
     tested on its own. Arms are slope x lr: each slope at its validation lr, and ReLU also at
     a=0.2's (ReLU's cell was untrainable on the grid, so its own lr says little). The declared
     family: each leaky arm against ReLU at the same lr, and against ReLU at ReLU's own lr;
     the primary endpoint is the learned rate at NEVER_LEARNED, the 0.5 cutoff a sensitivity check."""
     runs = done(runs)
+    (width,), (depth,) = runs["width"].unique(), runs["depth"].unique()  # the one replicated cell
+    relu_lr = tuned.loc[
+        (tuned["slope"] == 0) & (tuned["width"] == width) & (tuned["depth"] == depth), "lr"
+    ].iloc[0]
     arms = {f"a={a:g} at lr {lr:g}": part for (a, lr), part in runs.groupby(["slope", "lr"])}
     relu = [name for name in arms if name.startswith("a=0 ")]
     own = f"a=0 at lr {relu_lr:g}"  # ReLU's arm at its own (validation) lr
@@ -54,7 +58,7 @@ def replication_section(runs: pd.DataFrame, relu_lr: float) -> list[str]:
     table, tests = claims.compare_pairs(arms, list(dict.fromkeys(pairs)))
     seeds = protocol.seeds_of(runs)
     return [
-        f"### Replication: width 4, depth 20 on fresh seeds {seeds}",
+        f"### Replication: width {width}, depth {depth} on fresh seeds {seeds}",
         "",
         "Same cell, lrs and budget as above; only the seeds are new, chosen after the five above showed "
         "the largest difference (a confirmatory test of a cell picked for being extreme: expect it to "
@@ -80,16 +84,13 @@ def dying_block(results: Path) -> str:
     final = results / "dying_final"
     dead = dead_section(pd.read_csv(final / "runs.csv")) if (final / "runs.csv").exists() else []
     power = results / "dying_power" / "runs.csv"
-    cell = t[(t["slope"] == 0) & (t["width"] == 4) & (t["depth"] == 20)]
-    replication = replication_section(pd.read_csv(power), cell["lr"].iloc[0]) if power.exists() else []
+    replication = replication_section(pd.read_csv(power), t) if power.exists() else []
     tuning = protocol.tuned_section(t, DYING_ROWS)
     return "\n".join([*tuning, *protocol.final_section(final, DYING_ROWS), *dead, *replication])
 
 
 def fashion_block(results: Path) -> str:
-    parts = [pd.read_csv(path).assign(init=init) for init in protocol.INITS
-             if (path := results / f"fashion_tune_{init}" / "tuned.csv").exists()]  # fmt: skip
-    if not parts:
+    tuned = protocol.tuned_by_init(results, "fashion_tune_{init}")
+    if tuned is None:
         return "Fashion-MNIST on the validation protocol: not run yet."
-    tuning = protocol.tuned_section(protocol.order(pd.concat(parts)))
-    return "\n".join([*tuning, *protocol.final_section(results / "fashion_final")])
+    return "\n".join([*protocol.tuned_section(tuned), *protocol.final_section(results / "fashion_final")])
