@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from slopestudy import forward_check
 from slopestudy.analyses import protocol
 from slopestudy.analyses.claims import _runs, markdown
 from slopestudy.cells import accuracy_ci
@@ -51,6 +52,12 @@ def fixes_block(results: Path) -> str:
     if wide is not None:
         parts += ["", "GELU with He init at depth 30, wider nets:", "",
                   markdown(step0_vs_theory(wide, by=("depth", "width")), drop=())]  # fmt: skip
+    checks = sorted((results / "forward_check").glob("*.csv"))
+    if checks:
+        frame = pd.concat([pd.read_csv(path) for path in checks])
+        parts += ["", "GELU with He init: which half of the theory misses (`slopestudy.forward_check`, decay "
+                  "in log10 per layer, mean ± sd over seeds 0–19, one batch of the first 128 training "
+                  "examples):", "", markdown(forward_check.summary(frame), drop=())]  # fmt: skip
     return "\n".join(parts)
 
 
