@@ -79,6 +79,17 @@ def test_untrainable_and_margin_in_the_tuning_table(tmp_path):
     assert "1 of 2 are untrainable on the grid (pytorch depth 30 a=0)" in text
 
 
+def test_per_lr_curves_go_to_the_appendix_not_the_page(tmp_path):
+    folder = tmp_path / "fair_tune_sgd_pytorch"
+    folder.mkdir()
+    pd.DataFrame({"depth": [5], "slope": [0.0], "lr=0.01": [0.952], "lr=0.05": [0.967]}).to_csv(
+        folder / "tuning_scores.csv", index=False
+    )
+    page, appendix = fair.blocks(tmp_path)["sgd"], fair.fair_md(tmp_path)
+    assert "| 5 | 0 | 0.952 | 0.967 |" in appendix and "| 5 | 0 | 0.952" not in page
+    assert "appendix `results/fair.md`" in page
+
+
 def test_learned_twins_paired_on_seed_with_holm():
     base = {"init": "kaiming", "prelu_params": "layer", "lr": 0.05, "epochs": 6, "status": "completed"}
     prelu = pd.DataFrame([{**base, "slope": s, "depth": d, "seed": 100 + i, "val_acc": acc, "test_acc": acc}
