@@ -134,6 +134,10 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
     Section("claims_lr_slope", "2. lr x slope at depth 30", summaries=(
         Summarize("claims_lr_slope", sweeps=(Sweep("claims_lr_slope"),)),
     ), blocks=lambda r: {"claims_lr_slope": claims.lr_slope_block(r)}),
+    # the full 60-run design (5 seeds, lr 0.005-0.05); claims_lr_slope's block shows it once summarized
+    Section("claims_lr_slope_full", "2. lr x slope at depth 30, 5 seeds", summaries=(
+        Summarize("claims_lr_slope_full", sweeps=(Sweep("claims_lr_slope_full", split="lr"),)),
+    ), blocks=lambda r: {"claims_lr_slope": claims.lr_slope_block(r)}),
     Section("claims_power_sgd", "2. Depth 30 with 20 seeds per arm", summaries=(
         Summarize("claims_power_sgd", sweeps=(Sweep("claims_power_sgd"),)),
     ), blocks=lambda r: {"claims_power_sgd": claims.power_block(r)}, needs=("fair",)),

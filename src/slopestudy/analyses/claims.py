@@ -218,7 +218,8 @@ def power_block(results: Path) -> str:
 
 
 def lr_slope_block(results: Path) -> str:
-    runs = _runs(results, "claims_lr_slope")
+    runs = _runs(results, "claims_lr_slope_full")  # the full design, once run; else the first 18 runs
+    runs = _runs(results, "claims_lr_slope") if runs is None else runs
     if runs is None:
         return "lr x slope: not run yet."
     table = lr_slope_table(runs)
