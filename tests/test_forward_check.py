@@ -24,6 +24,7 @@ def test_leaky_relu_predictions_coincide_and_match_the_closed_form():
     assert row["plain"] == pytest.approx(0.0, abs=1e-12)  # He init for a=0.2: chi = 1 at every q
     assert row["input_mix"] == pytest.approx(row["plain"], abs=1e-9)
     assert row["at_measured_q"] == pytest.approx(row["plain"], abs=1e-9)
+    assert abs(row["at_measured_units"]) < 0.02  # the units' own phi'^2: about half of them active
     assert math.isfinite(row["measured"]) and abs(row["measured"]) < 0.05
 
 
