@@ -256,3 +256,16 @@ def test_val_curves_never_average_runs_of_different_learning_rates(tmp_path):
         "depth 4, lr=0.01": [pytest.approx([0.2, 0.4])],
         "depth 4, lr=0.1": [pytest.approx([0.8, 0.9])],
     }
+
+
+def test_a_null_override_matches_the_empty_cell_of_its_finished_runs(tmp_path):
+    """`tuned=null` in multirun.yaml is None; the runs' CSV column holds NaN: the same value, so
+    finished jobs are not reported missing (they were, for the Adam power sweep's last part)."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    task = ["slope=0", "lr=0.001", "tuned=null", "seed=1,2"]
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": task}}}))
+    runs = pd.DataFrame({"sweep": collect.shown(sweep), "status": "completed", "slope": 0.0, "lr": 0.001,
+                         "tuned": [float("nan"), float("nan")], "seed": [1, 2]})  # fmt: skip
+    assert collect.missing_jobs(sweep, runs) == []
+    assert [j["seed"] for j in collect.missing_jobs(sweep, runs.iloc[:1])] == [2]

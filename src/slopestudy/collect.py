@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -160,5 +162,17 @@ def missing_jobs(sweep_dir: Path, df: pd.DataFrame) -> list[dict]:
         return []
     runs = done(df[df["sweep"] == shown(sweep_dir)])
     keys = [k for k in (expected[0] if expected else {}) if k in df.columns]
-    found = {tuple(r) for r in runs[keys].itertuples(index=False)}
-    return [e for e in expected if tuple(e[k] for k in keys) not in found]
+    found = {tuple(map(comparable, r)) for r in runs[keys].itertuples(index=False)}
+    return [e for e in expected if tuple(comparable(e[k]) for k in keys) not in found]
+
+
+def comparable(value) -> object:
+    """A value as both Hydra's parser and a CSV give it, so the two compare: numbers as rounded
+    floats, booleans and text as text, and a missing value (`key=null`, an empty cell) as None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value)).lower()
+    if isinstance(value, int | float | np.number):
+        return round(float(value), 12)
+    return str(value)

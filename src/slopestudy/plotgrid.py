@@ -43,11 +43,16 @@ def rows_by_variant(variants_: list, depths: list) -> tuple[list, int]:
 
 
 def finish(fig: plt.Figure, axes: list, ylabel: str, title: str, legend: dict | None = None) -> plt.Figure:
-    """y label on each row's first panel, the legend on the first panel, a title over all."""
-    for ax in axes:
+    """y label on each row's first panel, the legend on the first panel (and on any later panel
+    that draws a label the panels before it did not: cells that differ in their slopes), a title."""
+    shown: set[str] = set()
+    for i, ax in enumerate(axes):
         if ax.get_visible() and ax.get_subplotspec().is_first_col():
             ax.set_ylabel(ylabel, fontsize=8)
-    axes[0].legend(fontsize=7, **(legend or {}))
+        labels = {label for label in ax.get_legend_handles_labels()[1] if not label.startswith("_")}
+        if i == 0 or (ax.get_visible() and labels - shown):
+            ax.legend(fontsize=7, **(legend or {}))
+        shown |= labels
     # wrapped to the figure's width: a one-panel figure is narrower than most titles
     fig.suptitle(textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 13))), fontsize=10)
     return fig

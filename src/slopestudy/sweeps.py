@@ -21,14 +21,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from slopestudy.collect import done, find_jobs
+from slopestudy.collect import comparable, done, find_jobs
 from slopestudy.config import MACHINERY, register, sweep_jobs
 from slopestudy.records import DONE, read_run, train_seconds
 
@@ -138,18 +137,6 @@ def folder_jobs(folder: Path, cache: dict | None = None) -> list[Job]:
             cache[path] = (mtime, job)
         jobs.append(job)
     return jobs
-
-
-def comparable(value) -> object:
-    """A value as both Hydra's parser and a CSV give it, so the two compare: numbers as rounded
-    floats, booleans and text as text, and a missing value (`key=null`, an empty cell) as None."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value)).lower()
-    if isinstance(value, int | float | np.number):
-        return round(float(value), 12)
-    return str(value)
 
 
 def _key(values: dict, keys: list[str]) -> tuple:
