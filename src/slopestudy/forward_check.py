@@ -35,16 +35,11 @@ import torch.nn.functional as F
 import yaml
 
 from slopestudy import theory
-from slopestudy.config import Act, DataConfig, StudyConfig, config_from_record
+from slopestudy.config import DataConfig, StudyConfig, config_from_record
 from slopestudy.data import load
-from slopestudy.model import build_mlp, linears, weight_variance_factor
+from slopestudy.model import build_mlp, linears, theory_act, weight_variance_factor
 from slopestudy.probes import GradientProbe, fit_decay
 from slopestudy.tables import pm
-
-
-def _act_kw(cfg: StudyConfig) -> tuple[str, dict]:
-    act = "leaky_relu" if Act(cfg.act) in (Act.leaky_relu, Act.prelu) else Act(cfg.act).value
-    return act, ({"slope": cfg.slope} if act == "leaky_relu" else {})
 
 
 def _batch_fit(per_example: np.ndarray) -> float:
@@ -66,17 +61,18 @@ def measure(cfg: StudyConfig, x: torch.Tensor, y: torch.Tensor) -> dict:
                for layer in linears(model)]  # fmt: skip
     probe = GradientProbe(model)
     probe.armed = True
-    F.cross_entropy(model(x), y).backward()
+    logits = model(x)
+    F.cross_entropy(logits, y).backward()
     for handle in handles:
         handle.remove()
     signal = probe.read()[1].tolist()
     probe.armed = False
 
-    act, kw = _act_kw(cfg)
+    act, kw = theory_act(cfg)
     sigma2 = weight_variance_factor(cfg)  # every Linear, the first (fan_in 784) included: fan-in inits
     depth = cfg.depth
     q_in = (x**2).mean(dim=1).double().numpy()
-    out_grad = 2 * np.log10(_output_grad_norms(model, x, y))
+    out_grad = 2 * np.log10(_output_grad_norms(logits.detach(), y))
     e_dphi2 = np.vectorize(lambda q: theory.moments(act, float(q), **kw)[1])
 
     def summed(log_chi: np.ndarray) -> float:  # log_chi: examples x (depth-1)
@@ -103,10 +99,9 @@ def measure(cfg: StudyConfig, x: torch.Tensor, y: torch.Tensor) -> dict:
     }  # fmt: skip
 
 
-def _output_grad_norms(model, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+def _output_grad_norms(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """||dL/dlogits|| per example for the batch-mean cross-entropy: (softmax - onehot) / batch."""
-    with torch.no_grad():
-        p = torch.softmax(model(x), dim=1)
+    p = torch.softmax(logits, dim=1)
     p[torch.arange(len(y)), y] -= 1
     return (p.norm(dim=1) / len(y)).double().numpy()
 

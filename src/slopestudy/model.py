@@ -110,10 +110,15 @@ def init_weights(model: nn.Module, cfg: StudyConfig) -> None:
 
 
 # --- theory at init: what the plain mean-field recursion predicts for this config -------------
+def theory_act(cfg: StudyConfig) -> tuple[str, dict]:
+    """The activation's name in `theory` and its keyword arguments (a PReLU at its starting slope)."""
+    act = "leaky_relu" if Act(cfg.act) in (Act.leaky_relu, Act.prelu) else Act(cfg.act).value
+    return act, ({"slope": cfg.slope} if act == "leaky_relu" else {})
+
+
 def weight_variance_factor(cfg: StudyConfig) -> float:
     """sigma^2 in Var(W) = sigma^2 / fan_in for a hidden-to-hidden layer (SCIENCE.md)."""
-    act = "leaky_relu" if Act(cfg.act) in (Act.leaky_relu, Act.prelu) else Act(cfg.act).value
-    kw = {"slope": cfg.slope} if act == "leaky_relu" else {}
+    act, kw = theory_act(cfg)
     if Init(cfg.init) is Init.kaiming:
         return theory.get(act).kaiming(**kw)
     return theory.init_sigma2(Init(cfg.init).value, act, width_in=cfg.width, width_out=cfg.width,
@@ -127,8 +132,7 @@ def theory_decay_per_layer(cfg: StudyConfig) -> float:
     gain (BatchNorm: E[phi'^2]/Var[phi], LayerNorm: E[phi'^2]/E[phi^2]); with residual skips,
     the profile of a scaled residual stack. NaN where none applies (norm and skips together,
     skips around a non-homogeneous activation, fewer than 2 hidden layers)."""
-    act = "leaky_relu" if Act(cfg.act) in (Act.leaky_relu, Act.prelu) else Act(cfg.act).value
-    kw = {"slope": cfg.slope} if act == "leaky_relu" else {}
+    act, kw = theory_act(cfg)
     norm = Norm(cfg.norm)
     if cfg.depth < 3 or (cfg.residual and norm is not Norm.none):
         return math.nan
