@@ -110,7 +110,7 @@ def test_compare_pairs_tests_each_declared_pair_at_both_thresholds_with_holm():
     assert by.loc["shift", "p (Holm) at 0.2"] == pytest.approx(max(p_shift, 2 * p_leaky))
 
 
-def test_trained_fixes_table_counts_learned_runs_and_costs_per_fix_and_depth():
+def test_trained_fixes_table_counts_learned_runs_per_fix_and_depth():
     rows = []
     for fix, accs in (("leaky_he", [0.95, 0.96, 0.97]), ("leaky_default", [0.11, 0.11, 0.95])):
         for seed, acc in enumerate(accs):
@@ -121,5 +121,16 @@ def test_trained_fixes_table_counts_learned_runs_and_costs_per_fix_and_depth():
     table = fixes.trained_table(pd.DataFrame(rows))
     he = next(line for line in table.splitlines() if line.startswith("| leaky_he |"))
     default = next(line for line in table.splitlines() if line.startswith("| leaky_default |"))
-    assert "3/3 [0.29, 1.00]: 0.960 [" in he and he.endswith("| -1.00 | 20.0 |")  # 60 s / 3000 steps
+    assert "3/3 [0.29, 1.00]: 0.960 [" in he and he.endswith("| -1.00 |")
     assert "1/3 [0.01, 0.91]" in default and "median 0.110" in default and "| -5.00 |" in default
+
+
+def test_cost_table_reads_the_side_by_side_benchmark():
+    bench = pd.DataFrame([
+        {"fix": f, "depth": d, "ms_per_step": ms, "ratio_to_leaky_he": r}
+        for f, d, ms, r in [("leaky_he", 10, 2.0, 1.0), ("leaky_he", 30, 5.0, 1.0),
+                            ("leaky_batchnorm", 10, 3.0, 1.5), ("leaky_batchnorm", 30, 9.0, 1.8)]
+    ])  # fmt: skip
+    table = fixes.cost_table(bench)
+    assert "| leaky_batchnorm | 3.0 (×1.50) | 9.0 (×1.80) |" in table
+    assert "depth 30: ms/step (× leaky_he)" in table

@@ -42,3 +42,15 @@ def test_bench_quick_checks_the_code_path(capsys):
     assert bench.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "instr/bare" in out and "bare/matmul" in out
+
+
+def test_bench_fixes_times_every_preset_against_the_plain_net():
+    table = bench.fixes_cost([3], rounds=1, n=256, root="/nonexistent")  # synthetic data: speed only
+    presets = sorted(p.stem for p in (ROOT / "conf" / "fix").glob("*.yaml"))
+    assert sorted(table["fix"]) == presets
+    ratio = table.set_index("fix")[f"ratio_to_{bench.FIX_REFERENCE}"]
+    assert ratio[bench.FIX_REFERENCE] == 1.0 and (ratio > 0).all()
+    assert (table["ms_per_step"] > 0).all()
+    # the presets really differ: BatchNorm's net has norm layers the plain net lacks
+    cfgs = bench.fix_configs(3)
+    assert cfgs["leaky_batchnorm"].norm.value == "batch" and cfgs["leaky_he"].norm.value == "none"

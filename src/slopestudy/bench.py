@@ -3,6 +3,8 @@
 
     python -m slopestudy.bench                 # full: writes results/bench.md
     python -m slopestudy.bench --quick         # seconds: checks the code path only (CI)
+    python -m slopestudy.bench --fixes         # what each fix of conf/fix/ costs per step:
+                                               # writes results/bench_fixes.csv (section 8)
 
 Measures samples/s of (a) the matmul limit: the same matmuls a forward+backward does, with no
 autograd; (b) a bare training loop over in-memory tensors; (c) this project's instrumented
@@ -21,12 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from slopestudy import data as data_mod
 from slopestudy.bench_system import ROOT, fmt_ratio, peak_rss_mb, sweep_throughput, write_report
-from slopestudy.config import DataConfig, Device, StudyConfig
+from slopestudy.config import DataConfig, Device, StudyConfig, config_from_record
 from slopestudy.loop import Run
 from slopestudy.model import build_mlp
 
@@ -163,6 +166,46 @@ def measure(depth: int, rounds: int, n: int, root: str, with_loader: bool) -> di
     return {"depth": depth, "source": source, "n": n, **med, "ratios": ratios}
 
 
+FIX_REFERENCE = "leaky_he"  # the plain net (LeakyReLU, He init): every fix's cost is relative to it
+
+
+def fix_configs(depth: int) -> dict[str, StudyConfig]:
+    """Every preset of conf/fix/ as the StudyConfig it composes to, at this depth."""
+    import yaml
+
+    at = {"depth": depth, "device": DEVICE.type}
+    return {
+        path.stem: config_from_record({**yaml.safe_load(path.read_text()), **at})
+        for path in sorted((ROOT / "conf" / "fix").glob("*.yaml"))
+    }
+
+
+def fixes_cost(depths: list[int], rounds: int, n: int, root: str) -> pd.DataFrame:
+    """ms per training step (forward, backward, SGD-momentum step; no probes, which cost every fix
+    alike) of each fix at each depth, and its ratio to the plain net's. Within a round every fix
+    runs back to back, so the per-round ratio compares like with like on a shared machine; the
+    medians over rounds are kept."""
+    d, source = get_data(n, root)
+    rows = []
+    for depth in depths:
+        cfgs = fix_configs(depth)
+        ms: dict[str, list[float]] = {name: [] for name in cfgs}
+        for r in range(rounds + 1):  # round 0 warms up
+            for name, cfg in cfgs.items():
+                per_step = 1000 * cfg.batch_size / bare_loop(cfg, d)
+                if r:
+                    ms[name].append(per_step)
+        ref = ms[FIX_REFERENCE]
+        for name, values in ms.items():
+            ratio = statistics.median(a / b for a, b in zip(values, ref, strict=True))
+            rows.append({"fix": name, "depth": depth, "ms_per_step": round(statistics.median(values), 3),
+                         f"ratio_to_{FIX_REFERENCE}": round(ratio, 3), "rounds": rounds, "samples": n,
+                         "threads": torch.get_num_threads(), "data": source})  # fmt: skip
+            print(f"depth {depth:>3} {name:<16} {statistics.median(values):7.2f} ms/step  "
+                  f"x{ratio:.2f} of {FIX_REFERENCE}", flush=True)  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def thread_scaling(d: data_mod.Tensors, rounds: int) -> float:
     """Upper bound of the parallel speed-up on this machine: 2 one-thread jobs vs one 2-thread job,
     from the bare loop's samples/s at 1 and at 2 threads (depth 10), interleaved, median."""
@@ -198,10 +241,27 @@ def main(argv: list[str] | None = None) -> int:
         "--system", action="store_true", help="also: 12-run sweep sequential vs parallel, peak RSS"
     )
     p.add_argument("--out", default=str(ROOT / "results" / "bench.md"), help="Markdown report ('' = none)")
+    p.add_argument(
+        "--fixes",
+        action="store_true",
+        help="only the cost per step of each conf/fix/ preset (--depths 10,30,50 unless given)",
+    )
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where data and model live")
     args = p.parse_args(argv)
     global DEVICE
     DEVICE = torch.device(args.device)
+    if args.fixes:
+        if args.quick:
+            args.rounds, args.samples, args.depths = 1, 512, "3"
+        elif args.depths == p.get_default("depths"):
+            args.depths = "10,30,50"
+        out = Path(args.out if args.out != p.get_default("out") else ROOT / "results" / "bench_fixes.csv")
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")
+        table = fixes_cost([int(x) for x in args.depths.split(",")], args.rounds, args.samples, args.root)
+        if args.out and not args.quick:
+            table.to_csv(out, index=False)
+            print(f"wrote {out}")
+        return 0
     if args.quick:
         args.rounds, args.samples, args.depths, args.out = 1, 1024, "3,5", ""
     depths = [int(x) for x in args.depths.split(",")]

@@ -70,25 +70,29 @@ def tuned_with_fix(tuned: pd.DataFrame, tune_runs: pd.DataFrame) -> pd.DataFrame
 
 def trained_table(final: pd.DataFrame) -> str:
     """fix rows x depth columns: k/n learned [exact] and test accuracy where all learned (as in
-    § 2), then the log10 first/last-layer gradient ratio after training and ms per step."""
+    § 2), then the log10 first/last-layer gradient ratio after training."""
     runs = with_fix(done(final))
     ci = accuracy_ci(runs, list(ROWS)).set_index(list(ROWS))
-    runs = (
-        runs.assign(ms=1000 * runs["seconds"] / runs["steps"]) if {"seconds", "steps"} <= set(runs) else runs
-    )
-    cells = runs.groupby(list(ROWS))
+    grad = runs.groupby(list(ROWS))["grad_ratio_end"].mean()
     depths = sorted(runs["depth"].unique())
     rows = []
     for fix in dict.fromkeys(runs["fix"]):
         acc = [protocol.ci_cell(ci.loc[(fix, d)]) if (fix, d) in ci.index else "–" for d in depths]
-        grad = [f"{cells['grad_ratio_end'].mean().get((fix, d), float('nan')):.2f}" for d in depths]
-        ms = [
-            f"{cells['ms'].mean().get((fix, d), float('nan')):.1f}" if "ms" in runs else "–" for d in depths
-        ]
-        rows.append([fix, *acc, " / ".join(grad), " / ".join(ms)])
-    header = ["fix", *(f"depth {d}" for d in depths), "log10 grad first/last after training (by depth)",
-              "ms per step (by depth)"]  # fmt: skip
+        rows.append([fix, *acc, " / ".join(f"{grad.get((fix, d), float('nan')):.2f}" for d in depths)])
+    header = ["fix", *(f"depth {d}" for d in depths), "log10 grad first/last after training (by depth)"]
     return md_table(header, rows)
+
+
+def cost_table(bench: pd.DataFrame) -> str:
+    """bench_fixes.csv (python -m slopestudy.bench --fixes) as fix rows x depth: ms per step and
+    the ratio to the plain net's, both medians over interleaved rounds."""
+    ratio = next(c for c in bench.columns if c.startswith("ratio_to_"))
+    depths = sorted(bench["depth"].unique())
+    cells = bench.set_index(["fix", "depth"])
+    rows = [[fix, *(f"{cells.loc[(fix, d), 'ms_per_step']:.1f} (×{cells.loc[(fix, d), ratio]:.2f})"
+                    for d in depths)] for fix in dict.fromkeys(bench["fix"])]  # fmt: skip
+    ref = ratio.removeprefix("ratio_to_")
+    return md_table(["fix", *(f"depth {d}: ms/step (× {ref})" for d in depths)], rows)
 
 
 def fixes_train_block(results: Path) -> str:
@@ -100,5 +104,12 @@ def fixes_train_block(results: Path) -> str:
     final = _runs(results, "fixes_final")
     if final is None:
         return "\n".join([*out, "Final runs: not run yet."])
-    return "\n".join([*out, "### Trained: learned, accuracy, gradient ratio and cost per fix", "",
-                      trained_table(final), ""])  # fmt: skip
+    out += ["### Trained: learned, accuracy and gradient ratio per fix", "", trained_table(final), ""]
+    bench = results / "bench_fixes.csv"
+    if bench.exists():
+        b = pd.read_csv(bench)
+        how = (f"{b['rounds'].iloc[0]} interleaved rounds of {b['samples'].iloc[0]} samples, "
+               f"{b['threads'].iloc[0]} thread, {b['data'].iloc[0]}; medians")  # fmt: skip
+        out += [f"### Cost per training step, side by side (`python -m slopestudy.bench --fixes`: {how})",
+                "", cost_table(b), ""]  # fmt: skip
+    return "\n".join(out)
