@@ -183,15 +183,18 @@ def fix_configs(depth: int) -> dict[str, StudyConfig]:
 def fixes_cost(depths: list[int], rounds: int, n: int, root: str) -> pd.DataFrame:
     """ms per training step (forward, backward, SGD-momentum step; no probes, which cost every fix
     alike) of each fix at each depth, and its ratio to the plain net's. Within a round every fix
-    runs back to back, so the per-round ratio compares like with like on a shared machine; the
-    medians over rounds are kept."""
+    runs back to back (in an order rotated from round to round), so the per-round ratio compares
+    like with like on a shared machine; the medians over rounds are kept."""
     d, source = get_data(n, root)
     rows = []
     for depth in depths:
         cfgs = fix_configs(depth)
         ms: dict[str, list[float]] = {name: [] for name in cfgs}
+        names = list(cfgs)
         for r in range(rounds + 1):  # round 0 warms up
-            for name, cfg in cfgs.items():
+            # each round starts one fix later, so no fix always runs first (or right after another)
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                cfg = cfgs[name]
                 per_step = 1000 * cfg.batch_size / bare_loop(cfg, d)
                 if r:
                     ms[name].append(per_step)
