@@ -133,4 +133,6 @@ def test_cost_table_reads_the_side_by_side_benchmark():
     ])  # fmt: skip
     table = fixes.cost_table(bench)
     assert "| leaky_batchnorm | 3.0 (×1.50) | 9.0 (×1.80) |" in table
+    with_spread = fixes.cost_table(bench.assign(ratio_q1=bench["ratio_to_leaky_he"] - 0.1, ratio_q3=2.0))
+    assert "| leaky_batchnorm | 3.0 (×1.50 [1.40, 2.00]) |" in with_spread
     assert "depth 30: ms/step (× leaky_he)" in table

@@ -200,9 +200,12 @@ def fixes_cost(depths: list[int], rounds: int, n: int, root: str) -> pd.DataFram
                     ms[name].append(per_step)
         ref = ms[FIX_REFERENCE]
         for name, values in ms.items():
-            ratio = statistics.median(a / b for a, b in zip(values, ref, strict=True))
+            ratios = [a / b for a, b in zip(values, ref, strict=True)]
+            ratio = statistics.median(ratios)
+            q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratio,) * 3
             rows.append({"fix": name, "depth": depth, "ms_per_step": round(statistics.median(values), 3),
-                         f"ratio_to_{FIX_REFERENCE}": round(ratio, 3), "rounds": rounds, "samples": n,
+                         f"ratio_to_{FIX_REFERENCE}": round(ratio, 3), "ratio_q1": round(q1, 3),
+                         "ratio_q3": round(q3, 3), "rounds": rounds, "samples": n,
                          "threads": torch.get_num_threads(), "data": source})  # fmt: skip
             print(f"depth {depth:>3} {name:<16} {statistics.median(values):7.2f} ms/step  "
                   f"x{ratio:.2f} of {FIX_REFERENCE}", flush=True)  # fmt: skip

@@ -85,12 +85,17 @@ def trained_table(final: pd.DataFrame) -> str:
 
 def cost_table(bench: pd.DataFrame) -> str:
     """bench_fixes.csv (python -m slopestudy.bench --fixes) as fix rows x depth: ms per step and
-    the ratio to the plain net's, both medians over interleaved rounds."""
+    the ratio to the plain net's, both medians over interleaved rounds, with the ratios' quartiles."""
     ratio = next(c for c in bench.columns if c.startswith("ratio_to_"))
     depths = sorted(bench["depth"].unique())
     cells = bench.set_index(["fix", "depth"])
-    rows = [[fix, *(f"{cells.loc[(fix, d), 'ms_per_step']:.1f} (×{cells.loc[(fix, d), ratio]:.2f})"
-                    for d in depths)] for fix in dict.fromkeys(bench["fix"])]  # fmt: skip
+
+    def cell(fix: str, d: int) -> str:
+        c = cells.loc[(fix, d)]
+        spread = f" [{c['ratio_q1']:.2f}, {c['ratio_q3']:.2f}]" if "ratio_q1" in c else ""
+        return f"{c['ms_per_step']:.1f} (×{c[ratio]:.2f}{spread})"
+
+    rows = [[fix, *(cell(fix, d) for d in depths)] for fix in dict.fromkeys(bench["fix"])]
     ref = ratio.removeprefix("ratio_to_")
     return md_table(["fix", *(f"depth {d}: ms/step (× {ref})" for d in depths)], rows)
 
@@ -109,7 +114,8 @@ def fixes_train_block(results: Path) -> str:
     if bench.exists():
         b = pd.read_csv(bench)
         how = (f"{b['rounds'].iloc[0]} interleaved rounds of {b['samples'].iloc[0]} samples, "
-               f"{b['threads'].iloc[0]} thread, {b['data'].iloc[0]}; medians")  # fmt: skip
+               f"{b['threads'].iloc[0]} thread, {b['data'].iloc[0]}; medians, "
+               "the per-round ratios' quartiles in brackets")  # fmt: skip
         out += [f"### Cost per training step, side by side (`python -m slopestudy.bench --fixes`: {how})",
                 "", cost_table(b), ""]  # fmt: skip
     return "\n".join(out)
