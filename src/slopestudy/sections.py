@@ -174,6 +174,15 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
     Section("fixes_train", "8. What fixes vanishing gradients, trained", summaries=(
         Summarize("fixes_tune", tune="lr", sweeps=(
             Sweep("fixes_tune", ("lr=0.005,0.01,0.02,0.05",), split="depth"),
+            # where a cell's choice fell on an edge of 0.005-0.05 (or every lr stayed at chance),
+            # the grid widened by two steps below, or one above (validation only, 2 seeds each)
+            Sweep("fixes_tune", ("+fix=leaky_batchnorm,leaky_layernorm,selu_lecun", "depth=30",
+                                 "lr=0.001,0.002")),
+            Sweep("fixes_tune", ("+fix=leaky_batchnorm", "depth=10", "lr=0.001,0.002")),
+            Sweep("fixes_tune", ("+fix=gelu_he,leaky_default", "depth=10", "lr=0.1")),
+            Sweep("fixes_tune", ("+fix=leaky_he,leaky_layernorm,selu_lecun,gelu_he,tanh_xavier,leaky_default",
+                                 "depth=50", "lr=0.001,0.002")),
+            Sweep("fixes_tune", ("+fix=leaky_default", "depth=30", "lr=0.001,0.002")),
         )),
         Summarize("fixes_final", sweeps=(Sweep("fixes_final", split="fix"),)),  # 15 runs a part
     ), blocks=lambda r: {"fixes_train": fixes.fixes_train_block(r)}),
