@@ -284,12 +284,15 @@ def test_a_split_sweep_runs_one_part_per_value():
 def test_a_config_group_axis_is_split_and_narrowed_as_hydra_does():
     # fixes_final sweeps `+fix: ...` in its params; `+fix=a,b` on the command line replaces that
     # axis (Hydra keys it by `+fix`), and a part per fix must be spelled `+fix=...` too
-    narrowed = resolve([Sweep("fixes_final", ("+fix=leaky_he,gelu_he",))])
+    narrowed = resolve([Sweep("fixes_final", ("depth=30", "+fix=leaky_he,gelu_he"))])
     (r,) = narrowed.values()
-    assert sorted({j["fix"] for j in r.jobs}) == ["gelu_he", "leaky_he"] and len(r.jobs) == 2 * 3 * 5
-    (r,) = resolve([Sweep("fixes_final", split="fix")]).values()
+    assert sorted({j["fix"] for j in r.jobs}) == ["gelu_he", "leaky_he"] and len(r.jobs) == 2 * 5
+    (r,) = resolve([Sweep("fixes_final", ("depth=30",), split="fix")]).values()
     split = parts(r)
-    assert len(split) == 8 and split[0][0][-1] == "+fix=leaky_default" and len(split[0][1]) == 15
+    assert len(split) == 8 and split[0][0][-1] == "+fix=leaky_default" and len(split[0][1]) == 5
+    # the folder is the depth's own (`multirun/fixes_final_d${depth}`), so each depth's summary
+    # holds that depth's runs only
+    assert r.folder == "multirun/fixes_final_d30"
 
 
 # --- run: stopped mid-way, run again ----------------------------------------------------------

@@ -179,6 +179,9 @@ def _metric_vs_depth(summary: Summary, metric: str, ylabel: str, title: str, ext
     return finish(fig, axes, ylabel, title, {"title": "slope", "title_fontsize": 7})
 
 
+MAX_CURVE_PANELS = 48
+
+
 def val_curves(summary: Summary) -> plt.Figure | None:
     """Validation accuracy after each epoch: every run thin, the mean over seeds bold, a line
     colour per slope, a row of depths per variant, y from 0 to 1 so runs at chance show: the
@@ -200,6 +203,10 @@ def val_curves(summary: Summary) -> plt.Figure | None:
     mixed = "lr" in runs and runs.groupby(cell)["lr"].nunique().max() > 1
     keys = [k for k in summary.keys if k not in ("slope", "depth") and (k != "lr" or mixed)]
     panels, ncols = rows_by_variant(variants(runs, keys), sorted(runs["depth"].unique()))
+    if len(panels) > MAX_CURVE_PANELS:  # a tuning sweep of many variants: a page-long strip nobody reads
+        print(f"val_curves: {len(panels)} panels, more than {MAX_CURVE_PANELS}: not drawn "
+              "(TensorBoard's val/accuracy shows every run)")  # fmt: skip
+        return None
     colors = slope_colors(runs["slope"].unique())
     fig, axes = grid(len(panels), 3.4, 3.0, ncols)
     for ax, panel in zip(axes, panels, strict=True):

@@ -69,6 +69,7 @@ def report(results: Path, sections: list[Section], figures: bool = False) -> lis
         if figures:
             for summary in section.summaries:
                 changed += redraw(results / summary.out)
+            changed += draw_section_figures(results, section)
     if write_if_changed(page, text):
         changed.insert(0, page)
     return changed
@@ -79,6 +80,20 @@ def write_if_changed(path: Path, text: str) -> bool:
         return False
     path.write_text(text)
     return True
+
+
+def draw_section_figures(results: Path, section: Section) -> list[Path]:
+    """A section's own figures (Section.figures), from the committed CSVs; the ones drawn."""
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    for rel, draw in section.figures.items():
+        fig = draw(results)
+        if fig is not None:
+            fig.savefig(results / rel, dpi=110)
+            plt.close(fig)
+            drawn.append(results / rel)
+    return drawn
 
 
 def redraw(folder: Path) -> list[Path]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from slopestudy.analyses import claims, fair, fixes, headline, learned, redo
 from slopestudy.sweeps import Sweep
@@ -45,6 +46,9 @@ class Section:
     """Generated pages: path under results/ -> results/ -> its text."""
     needs: tuple[str, ...] = ()
     """Sections whose summaries this one reads (its presets or its analysis)."""
+    figures: dict[str, Callable[[Path], Any]] = field(default_factory=dict)
+    """Section figures: path under results/ -> results/ -> a matplotlib Figure (None: no data yet),
+    drawn from committed CSVs by `study run` and `report --figures`."""
 
     @property
     def sweeps(self) -> list[Sweep]:
@@ -184,6 +188,9 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
                                  "depth=50", "lr=0.001,0.002")),
             Sweep("fixes_tune", ("+fix=leaky_default", "depth=30", "lr=0.001,0.002")),
         )),
-        Summarize("fixes_final", sweeps=(Sweep("fixes_final", split="fix"),)),  # 15 runs a part
-    ), blocks=lambda r: {"fixes_train": fixes.fixes_train_block(r)}),
+        # one summary per depth, cheapest first, each committed when done; 5 runs a part
+        *(Summarize(f"fixes_final_d{d}", sweeps=(Sweep("fixes_final", (f"depth={d}",), split="fix"),))
+          for d in (10, 30, 50)),
+    ), blocks=lambda r: {"fixes_train": fixes.fixes_train_block(r)},
+       figures={"fixes_tune/lr_curves.png": fixes.tuning_figure}),
 )}  # fmt: skip

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from slopestudy.publish import published_state, report
+from slopestudy.publish import draw_section_figures, published_state, report
 from slopestudy.sections import SECTIONS, Section, Summarize
 from slopestudy.summarize import summarize
 from slopestudy.sweeps import (
@@ -157,6 +157,9 @@ def run(study: Study, sections: list[Section], dry_run: bool = False) -> int:
             failures += failed
             if summary_step(study, section, summary, resolved, dry_run, ran) and summary.tune:
                 rewritten.add(f"results/{summary.out}/tuned.csv")
+        if not dry_run and section.figures:
+            for path in draw_section_figures(study.results, section):
+                print(f"[{section.name}] figure {path.relative_to(study.results.parent)}")
         if not dry_run and (section.blocks or section.pages):
             changed = report(study.results, [section])
             print(f"[{section.name}] report: " + (", ".join(map(str, changed)) or "the page is current"))

@@ -1,6 +1,6 @@
 """Section 8 of results/README.md, what fixes vanishing gradients: each fix of conf/fix/ (named in
 its runs' job folders, `+fix=...`) at step 0 against its own mean-field theory (fixes_step0), and
-trained (fixes_tune, fixes_final): lr per fix and depth on validation, k/n learned with exact
+trained (fixes_tune, fixes_final_d10/30/50): lr per fix and depth on validation, k/n learned with exact
 intervals, accuracy where every run learned, the gradient ratio after training, and the time
 per step, all runs of one sweep on one machine."""
 
@@ -18,6 +18,7 @@ from slopestudy.collect import done
 from slopestudy.tables import md_table
 
 ROWS = ("fix", "depth")
+FINAL_DEPTHS = (10, 30, 50)  # results/fixes_final_d<depth>: one summary per depth (sections.py)
 
 
 def with_fix(runs: pd.DataFrame) -> pd.DataFrame:
@@ -68,6 +69,46 @@ def tuned_with_fix(tuned: pd.DataFrame, tune_runs: pd.DataFrame) -> pd.DataFrame
     return tuned.merge(labels, on=keys, how="left")
 
 
+def tuning_figure(results: Path):
+    """Validation accuracy (mean of the tuning seeds; 0 where a run diverged) against lr, one line
+    per fix, a panel per depth; the lr each cell chose ringed: where the choice sits on its curve,
+    and whether the grid reaches past it. None before the tuning summary exists."""
+    folder, runs = results / "fixes_tune", _runs(results, "fixes_tune")
+    scores_csv, tuned_csv = folder / "tuning_scores.csv", folder / "tuned.csv"
+    if not scores_csv.exists() or not tuned_csv.exists() or runs is None:
+        return None
+    from matplotlib.ticker import NullFormatter
+
+    from slopestudy.plotgrid import CHANCE, finish, grid, panel_title, plt
+
+    lrs = [c for c in pd.read_csv(scores_csv).columns if c.startswith("lr=")]
+    scores = tuned_with_fix(pd.read_csv(scores_csv).assign(tuned_key="lr"), runs)
+    tuned = tuned_with_fix(pd.read_csv(tuned_csv), runs).set_index(list(ROWS))
+    depths = sorted(scores["depth"].unique())
+    fixes_ = sorted(scores["fix"].unique())
+    colors = {f: plt.get_cmap("tab10")(i) for i, f in enumerate(fixes_)}
+    fig, axes = grid(len(depths), 4.2, 3.4, ncols=len(depths))
+    for ax, depth in zip(axes, depths, strict=True):
+        for fix in fixes_:
+            row = scores[(scores["depth"] == depth) & (scores["fix"] == fix)][lrs].iloc[0]
+            x = [float(c.removeprefix("lr=")) for c, v in row.items() if pd.notna(v)]
+            ax.plot(x, row.dropna().to_numpy(), "o-", ms=3, lw=1.2, color=colors[fix], label=fix)
+            chosen = tuned.loc[(fix, depth)]
+            ax.plot([chosen["lr"]], [row[f"lr={chosen['lr']:g}"]], "o", ms=9, mfc="none", color=colors[fix])
+        ax.axhline(CHANCE, color="grey", ls=":", lw=1)
+        ax.set_xscale("log")
+        grid_lrs = sorted(float(c.removeprefix("lr=")) for c in lrs)
+        ax.set_xticks(grid_lrs, [f"{v:g}" for v in grid_lrs], fontsize=7, rotation=45)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("learning rate")
+        ax.grid(alpha=0.3)
+        panel_title(ax, f"depth {depth}")
+    title = ("Tuning each fix's lr on validation: mean of the tuning runs (0 = diverged; dotted: "
+             "chance); ringed: the lr each cell chose")  # fmt: skip
+    return finish(fig, axes, "validation accuracy (2 seeds, 2 epochs)", title, legend={"loc": "lower left"})
+
+
 def trained_table(final: pd.DataFrame) -> str:
     """fix rows x depth columns: k/n learned [exact] and test accuracy where all learned (as in
     § 2), then the log10 first/last-layer gradient ratio after training."""
@@ -106,9 +147,13 @@ def fixes_train_block(results: Path) -> str:
         return "What fixes it, trained: not run yet."
     t = tuned_with_fix(pd.read_csv(tuned), tune_runs).sort_values(list(ROWS))
     out = protocol.tuned_section(t, ROWS)
-    final = _runs(results, "fixes_final")
-    if final is None:
+    parts = {d: _runs(results, f"fixes_final_d{d}") for d in FINAL_DEPTHS}
+    if all(p is None for p in parts.values()):
         return "\n".join([*out, "Final runs: not run yet."])
+    final = pd.concat([p for p in parts.values() if p is not None], ignore_index=True)
+    missing = [f"depth {d}" for d, p in parts.items() if p is None]
+    if missing:
+        out += [f"Final runs of {', '.join(missing)}: not run yet.", ""]
     out += ["### Trained: learned, accuracy and gradient ratio per fix", "", trained_table(final), ""]
     bench = results / "bench_fixes.csv"
     if bench.exists():
