@@ -136,3 +136,22 @@ def test_cost_table_reads_the_side_by_side_benchmark():
     with_spread = fixes.cost_table(bench.assign(ratio_q1=bench["ratio_to_leaky_he"] - 0.1, ratio_q3=2.0))
     assert "| leaky_batchnorm | 3.0 (×1.50 [1.40, 2.00]) |" in with_spread
     assert "depth 30: ms/step (× leaky_he)" in table
+
+
+def test_tuning_figure_rings_each_cells_chosen_lr():
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    if not (results / "fixes_tune" / "tuned.csv").exists():
+        pytest.skip("fixes_tune not published")
+    fig = fixes.tuning_figure(results)
+    tuned_csv = pd.read_csv(results / "fixes_tune" / "tuned.csv")
+    tuned = fixes.tuned_with_fix(tuned_csv, claims._runs(results, "fixes_tune"))
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == [f"depth {d}" for d in sorted(tuned["depth"].unique())]
+    for ax in axes:
+        depth = int(ax.get_title().split()[1])
+        rings = [ln for ln in ax.get_lines() if ln.get_marker() == "o" and ln.get_linestyle() == "None"]
+        chosen = sorted(tuned[tuned["depth"] == depth]["lr"])
+        assert sorted(x for line in rings for x in line.get_xdata()) == pytest.approx(chosen)
+    assert fixes.tuning_figure(Path("/nonexistent")) is None

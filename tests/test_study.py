@@ -184,6 +184,9 @@ def test_fair_cells_and_sentences():
     )
     assert protocol.tuned_cell(flagged) == "0.005* (0.100; +0.001 over 0.01)"
     assert protocol.tuned_cell(pd.Series({**flagged, "untrainable_on_grid": True})) == "0.005* (untrainable)"
+    # one run of two failed: the choice used the mean over both (score), so that is what shows
+    half = pd.Series({**flagged, "failures": 1, "val_acc": 0.9, "score": 0.5})
+    assert protocol.tuned_cell(half) == "0.005* (0.500 over all runs, 1/2 failed; +0.001 over 0.01)"
     df = pd.DataFrame(
         {"init": ["kaiming"] * 3, "depth": [5, 5, 10], "slope": [0.0, 0.5, 0.0], "v": ["x", "y", "z"]}
     )

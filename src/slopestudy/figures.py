@@ -108,8 +108,14 @@ def decay_vs_slope(summary: Summary) -> plt.Figure | None:
     mean-field curve -1/2 log10(sigma^2 (1+a^2)/2) per init: the study's headline comparison."""
     runs = done(summary.runs)[lambda d: d["depth"] >= 5]
     runs = runs[np.isfinite(runs["decay_step0"])]
+    # the closed-form curve is LeakyReLU's in a plain stack: other activations, norms and skips
+    # have their own theory (section 8's tables), and pooling them here would mislead
+    # (PReLU starts at its slope, so at step 0 it is LeakyReLU)
+    for key, plain in (("act", ("leaky_relu", "prelu")), ("norm", ("none",)), ("residual", (False,))):
+        if key in runs:
+            runs = runs[runs[key].fillna(plain[0]).isin(plain)]
     if runs.empty:
-        return None  # no depth >= 5: nothing to compare
+        return None  # no plain LeakyReLU net of depth >= 5: nothing to compare
     fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
     grid = np.linspace(0, max(1.0, runs["slope"].max()), 200)
     for color, (init, part) in zip(plt.get_cmap("tab10").colors, runs.groupby("init"), strict=False):
@@ -263,6 +269,11 @@ def draw_all(summary: Summary) -> list[Path]:
     paths = []
     for name, fig in figs.items():
         if fig is None:
+            continue
+        if len(fig.axes) > MAX_CURVE_PANELS:  # one panel per cell of a many-variant tuning sweep
+            print(f"{name}: {len(fig.axes)} panels, more than {MAX_CURVE_PANELS}: not drawn "
+                  "(the summary's CSVs and TensorBoard hold the same numbers)")  # fmt: skip
+            plt.close(fig)
             continue
         path = summary.out_dir / f"{name}.png"
         fig.savefig(path, dpi=110)

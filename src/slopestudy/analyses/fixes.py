@@ -146,7 +146,7 @@ def fixes_train_block(results: Path) -> str:
     if not tuned.exists() or tune_runs is None:
         return "What fixes it, trained: not run yet."
     t = tuned_with_fix(pd.read_csv(tuned), tune_runs).sort_values(list(ROWS))
-    out = protocol.tuned_section(t, ROWS)
+    out = protocol.tuned_section(t, ROWS, header="lr")  # no slope columns: only the leaky fixes have one
     parts = {d: _runs(results, f"fixes_final_d{d}") for d in FINAL_DEPTHS}
     if all(p is None for p in parts.values()):
         return "\n".join([*out, "Final runs: not run yet."])

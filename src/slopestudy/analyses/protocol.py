@@ -33,8 +33,13 @@ UNTRAINABLE = (
 )
 
 
-def grid(df: pd.DataFrame, value: Callable[[pd.Series], str], rows: tuple[str, ...] = ROWS) -> str:
-    """`rows` x slope columns (rows in the frame's order), `value(row)` in each cell."""
+def grid(df: pd.DataFrame, value: Callable[[pd.Series], str], rows: tuple[str, ...] = ROWS,
+         header: str | None = None) -> str:  # fmt: skip
+    """`rows` x slope columns (rows in the frame's order), `value(row)` in each cell; with a
+    `header`, one column of that name instead (rows that are not a slope apart: section 8's fixes)."""
+    if header is not None:
+        return md_table([*rows, header], [[*map(str, key), value(r)] for key, r in
+                                          df.set_index(list(rows), drop=False).iterrows()])  # fmt: skip
     slopes = sorted(df["slope"].unique())
     lines = []
     for key, part in df.groupby(list(rows), sort=False):
@@ -76,10 +81,14 @@ def tuned_cell(r: pd.Series) -> str:
         return f"{lr} (untrainable)"
     if r["failures"] >= r["n"]:
         return f"{lr} (never learned)"
+    # with a failed run the choice was made on the mean over all runs (`score`), not on the
+    # learners' mean accuracy: show that mean, and how many failed
+    acc = (f"{r['val_acc']:.3f}" if not r["failures"] or "score" not in r
+           else f"{r['score']:.3f} over all runs, {int(r['failures'])}/{int(r['n'])} failed")  # fmt: skip
     margin = r.get("margin")
     if margin is None or pd.isna(margin) or pd.isna(r.get("runner_up")):
-        return f"{lr} ({r['val_acc']:.3f})"
-    return f"{lr} ({r['val_acc']:.3f}; {margin:+.3f} over {r['runner_up']:g})"
+        return f"{lr} ({acc})"
+    return f"{lr} ({acc}; {margin:+.3f} over {r['runner_up']:g})"
 
 
 def cells_list(t: pd.DataFrame, rows: tuple[str, ...] = ROWS) -> str:
@@ -93,7 +102,7 @@ def cells_list(t: pd.DataFrame, rows: tuple[str, ...] = ROWS) -> str:
 
 
 def tuned_section(t: pd.DataFrame, rows: tuple[str, ...] = ROWS, budget: str = "2 seeds x 2 epochs",
-                  ) -> list[str]:  # fmt: skip
+                  header: str | None = None) -> list[str]:  # fmt: skip
     """The lr each cell chose (tuned.csv rows, ordered), with edges, untrainable cells and fragile
     margins counted below the grid."""
     edges = t[t["at_edge"]]
@@ -110,7 +119,7 @@ def tuned_section(t: pd.DataFrame, rows: tuple[str, ...] = ROWS, budget: str = "
         "choice); a tie (equal to 3 decimals) goes to the lower validation loss. "
         f"`untrainable`: {UNTRAINABLE}.",
         "",
-        grid(t, tuned_cell, rows),
+        grid(t, tuned_cell, rows, header),
         "",
         f"{len(edges)} of {len(t)} cells chose an edge of the grid; {len(bad)} of {len(t)} are untrainable "
         f"on the grid{cells_list(bad, rows)}; {len(fragile)} of the others chose by a margin under 0.005 in "
