@@ -155,3 +155,29 @@ def test_tuning_figure_rings_each_cells_chosen_lr():
         chosen = sorted(tuned[tuned["depth"] == depth]["lr"])
         assert sorted(x for line in rings for x in line.get_xdata()) == pytest.approx(chosen)
     assert fixes.tuning_figure(Path("/nonexistent")) is None
+
+
+def test_fixes_vs_reference_holm_within_depth():
+    rows = []
+    accs = {"leaky_he": [0.95, 0.951, 0.952, 0.953],
+            "leaky_batchnorm": [0.97, 0.971, 0.972, 0.973],
+            "leaky_default": [0.11, 0.95, 0.95, 0.95],
+            "selu_lecun": [0.951, 0.952, 0.953, 0.954]}  # fmt: skip
+    for fix, values in accs.items():
+        for seed, acc in enumerate(values):
+            rows.append({"job": f"+fix={fix},depth=10/seed={seed}", "depth": 10, "seed": seed,
+                         "status": "completed", "val_acc": acc, "test_acc": acc,
+                         "grad_ratio_end": 0.0})  # fmt: skip
+    t = fixes.vs_reference(pd.DataFrame(rows)).set_index("arm")
+    assert fixes.REFERENCE not in t.index and set(t["depth"]) == {10}
+    bn, selu = t.loc["leaky_batchnorm"], t.loc["selu_lecun"]
+    assert bn["test acc difference (Welch)"].startswith("0.020 [")  # fix minus reference
+    # Holm over the two Welch tests there are (the default net failed a run: no Welch test)
+    raw = sorted([bn["Welch p"], selu["Welch p"]])
+    assert sorted([bn["Welch p (Holm)"], selu["Welch p (Holm)"]]) == pytest.approx(
+        [2 * raw[0], max(raw[1], 2 * raw[0])]
+    )
+    assert pd.isna(t.loc["leaky_default"].get("Welch p")) and t.loc["leaky_default", "k"] == 3
+    table = fixes.vs_reference_table(pd.DataFrame(rows))
+    assert "| leaky_batchnorm | 10 | 4/4 |" in table and "| yes |" in table
+    assert "| leaky_default | 10 | 3/4 | 1.000 | – (a run failed) | – | no |" in table
