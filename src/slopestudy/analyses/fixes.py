@@ -162,7 +162,7 @@ def vs_reference_table(final: pd.DataFrame) -> str:
                       stats.fmt_p(holm) if pd.notna(holm) else "–",
                       "yes" if pd.notna(holm) and holm < 0.05 else "no"])  # fmt: skip
     header = ["fix", "depth", "learned", f"Fisher p vs {REFERENCE} (Holm)",
-              f"test acc − {REFERENCE} [Welch 95 %]", "Welch p (Holm)", "resolved"]  # fmt: skip
+              f"test acc − {REFERENCE} [Welch 95 %, unadjusted]", "Welch p (Holm)", "resolved"]  # fmt: skip
     return md_table(header, lines)
 
 
@@ -207,5 +207,8 @@ def fixes_train_block(results: Path) -> str:
                f"{b['threads'].iloc[0]} thread, {b['data'].iloc[0]}; medians, "
                "the per-round ratios' quartiles in brackets")  # fmt: skip
         out += [f"### Cost per training step, side by side (`python -m slopestudy.bench --fixes`: {how})",
-                "", cost_table(b), ""]  # fmt: skip
+                "", cost_table(b), "",
+                # each ms median is over its own rounds; only a ratio pairs two fixes within a round
+                "Compare fixes by the ratios (each round times every fix back to back); the ms columns' "
+                "medians are taken per fix separately and are not a side-by-side comparison.", ""]  # fmt: skip
     return "\n".join(out)

@@ -116,14 +116,14 @@ def tuned_section(t: pd.DataFrame, rows: tuple[str, ...] = ROWS, budget: str = "
         "",
         "`lr*`: the best value is at an edge of its grid. In brackets the mean validation accuracy there "
         "and its margin over the runner-up lr (the chosen lr is an estimate: a small margin is a fragile "
-        "choice); a tie (equal to 3 decimals) goes to the lower validation loss. "
+        "choice); only exactly equal mean scores count as a tie, which goes to the lower validation loss. "
         f"`untrainable`: {UNTRAINABLE}.",
         "",
         grid(t, tuned_cell, rows, header),
         "",
         f"{len(edges)} of {len(t)} cells chose an edge of the grid; {len(bad)} of {len(t)} are untrainable "
-        f"on the grid{cells_list(bad, rows)}; {len(fragile)} of the others chose by a margin under 0.005 in "
-        f"mean validation accuracy. Grids: {grids}.",
+        f"on the grid{cells_list(bad, rows)}; {len(fragile)} of the {len(t) - len(bad)} trainable cells (edges "
+        f"included) chose by a margin under 0.005 in mean validation accuracy. Grids: {grids}.",
         "",
     ]
 
