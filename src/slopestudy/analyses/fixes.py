@@ -209,6 +209,7 @@ def fixes_train_block(results: Path) -> str:
         out += [f"### Cost per training step, side by side (`python -m slopestudy.bench --fixes`: {how})",
                 "", cost_table(b), "",
                 # each ms median is over its own rounds; only a ratio pairs two fixes within a round
-                "Compare fixes by the ratios (each round times every fix back to back); the ms columns' "
-                "medians are taken per fix separately and are not a side-by-side comparison.", ""]  # fmt: skip
+                "Compare fixes by the ratios (each round times every fix back to back); the ms "
+                "columns' medians are taken per fix separately and are not a side-by-side comparison.",
+                ""]  # fmt: skip
     return "\n".join(out)

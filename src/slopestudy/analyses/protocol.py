@@ -122,8 +122,8 @@ def tuned_section(t: pd.DataFrame, rows: tuple[str, ...] = ROWS, budget: str = "
         grid(t, tuned_cell, rows, header),
         "",
         f"{len(edges)} of {len(t)} cells chose an edge of the grid; {len(bad)} of {len(t)} are untrainable "
-        f"on the grid{cells_list(bad, rows)}; {len(fragile)} of the {len(t) - len(bad)} trainable cells (edges "
-        f"included) chose by a margin under 0.005 in mean validation accuracy. Grids: {grids}.",
+        f"on the grid{cells_list(bad, rows)}; {len(fragile)} of the {len(t) - len(bad)} trainable cells "
+        f"(edges included) chose by a margin under 0.005 in mean validation accuracy. Grids: {grids}.",
         "",
     ]
 
