@@ -180,4 +180,47 @@ def test_fixes_vs_reference_holm_within_depth():
     assert pd.isna(t.loc["leaky_default"].get("Welch p")) and t.loc["leaky_default", "k"] == 3
     table = fixes.vs_reference_table(pd.DataFrame(rows))
     assert "| leaky_batchnorm | 10 | 4/4 |" in table and "| yes |" in table
-    assert "| leaky_default | 10 | 3/4 | 1.000 | – (a run failed) | – | no |" in table
+    assert "| leaky_default | 10 | 3/4 | 1.000 | – (a run failed) | – | – | no |" in table
+    # the stricter check: Holm over every depth's Welch tests together (here 2 depths x 2 tests)
+    both = pd.DataFrame(
+        rows + [{**r, "depth": 30, "job": r["job"].replace("depth=10", "depth=30")} for r in rows]
+    )
+    t2 = fixes.vs_reference(both)
+    welch = t2["Welch p"].dropna().to_numpy()
+    assert t2["Welch p (Holm, all depths)"].dropna().to_numpy() == pytest.approx(stats.holm(welch))
+    assert t2["Welch p (Holm, all depths)"].min() == pytest.approx(4 * welch.min())
+
+
+def test_endpoint_check_compares_each_epoch_and_the_best_validation_epoch():
+    # per fix: test accuracy after epochs 1-3 (val = test); batchnorm leads only at epoch 3 and
+    # at its best-validation epoch, which is epoch 3; the default net failed a run: left out
+    curves = {"leaky_he": [0.90, 0.95, 0.95], "leaky_batchnorm": [0.90, 0.95, 0.97],
+              "selu_lecun": [0.90, 0.96, 0.94], "leaky_default": [0.11, 0.11, 0.11]}  # fmt: skip
+    rows, epochs = [], []
+    for fix, curve in curves.items():
+        for seed in range(4):
+            jitter = 0.001 * seed
+            final = curve[-1] + jitter if fix != "leaky_default" or seed else 0.11
+            epochs += [{"run": len(rows), "epoch": 0, "val_acc": 0.1, "test_acc": 0.1}]
+            epochs += [{"run": len(rows), "epoch": e + 1, "val_acc": a + jitter, "test_acc": a + jitter}
+                       for e, a in enumerate(curve)]  # fmt: skip
+            if fix == "leaky_default" and seed:
+                final = epochs[-1]["val_acc"] = epochs[-1]["test_acc"] = 0.95
+            rows.append({"job": f"+fix={fix},depth=30/seed={seed}", "depth": 30, "seed": seed,
+                         "status": "completed", "val_acc": final, "test_acc": final})  # fmt: skip
+    t = fixes.endpoint_sensitivity(pd.DataFrame(rows), pd.DataFrame(epochs), last=2)
+    t = t.set_index(["fix", "endpoint"])
+    assert "leaky_default" not in t.index.get_level_values("fix")
+    assert list(dict.fromkeys(t.index.get_level_values("endpoint"))) == ["epoch 2", "epoch 3", "best val"]
+    assert t.loc[("leaky_batchnorm", "epoch 2"), "diff"] == pytest.approx(0.0)
+    assert t.loc[("leaky_batchnorm", "epoch 3"), "diff"] == pytest.approx(0.02)
+    assert t.loc[("leaky_batchnorm", "epoch 3"), "Holm p"] < 0.05
+    # selu's best validation epoch is epoch 2 (0.96), the reference's the first of its equal 0.95s
+    assert t.loc[("selu_lecun", "best val"), "diff"] == pytest.approx(0.01)
+    table = fixes.endpoint_table(pd.DataFrame(rows), pd.DataFrame(epochs))
+    assert "| leaky_batchnorm | 30 |" in table and "+0.020 (" in table
+    means = fixes.epoch_means_table(pd.DataFrame(rows), pd.DataFrame(epochs))
+    assert "| selu_lecun | 30 | 0.901 | 0.962 | 0.942 |" in means  # jitter 0-0.003: mean +0.0015
+    assert (
+        "| leaky_default | 30 | 0.112 | 0.112 | 0.740 |" in means
+    )  # the failed run counts: (0.11 + 3 x 0.95) / 4

@@ -83,6 +83,10 @@ def test_table_numbers_and_seed_aggregation(tmp_path):
     for f in ("runs.csv", "aggregate.csv", "tables.md", "test_acc__all.csv", "decay_step0__all.csv"):
         assert (s.out_dir / f).exists()
     assert pd.read_csv(s.out_dir / "runs.csv")["test_acc"].tolist() == pytest.approx([0.9, 0.92, 0.94])
+    # per run and evaluation, keyed by the row of runs.csv (the endpoint check of § 8 reads it)
+    epochs = pd.read_csv(s.out_dir / "epochs.csv")
+    last = epochs.loc[epochs.groupby("run")["epoch"].idxmax()].set_index("run")
+    assert last["test_acc"].tolist() == pytest.approx(s.runs["test_acc"].tolist())
 
 
 def test_different_fixed_settings_are_never_averaged(tmp_path):

@@ -224,6 +224,8 @@ def _mean_std_sections(s: Summary) -> list[str]:
 def write_tables(s: Summary, tune_key: str | None = None) -> None:
     """runs.csv, aggregate.csv, one CSV per table, and tables.md (also kept in s.markdown)."""
     s.runs.to_csv(s.out_dir / "runs.csv", index=False)
+    if not s.epochs.empty:  # accuracy per run and evaluation (`run`: the row of runs.csv)
+        s.epochs.to_csv(s.out_dir / "epochs.csv", index=False)
     s.agg.to_csv(s.out_dir / "aggregate.csv", index=False)
     md = ["# Sweep summary", "", *[f"- {n}" for n in s.notes], ""]
     if s.agg.empty:

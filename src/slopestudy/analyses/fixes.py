@@ -131,7 +131,8 @@ def vs_reference(final: pd.DataFrame) -> pd.DataFrame:
     """Per depth, every fix against the plain He net: learned k/n vs k/n with Fisher's exact test,
     and, where both arms learned in every run, the difference of mean test accuracy with Welch's
     95 % interval. Holm within each depth (the family: that depth's fixes against the reference),
-    over the Welch p values and over the Fisher p values separately."""
+    over the Welch p values and over the Fisher p values separately; and, as a stricter check, Holm
+    over the Welch p values of every depth together."""
     runs = with_fix(done(final))
     rows = []
     for depth, part in runs.groupby("depth"):
@@ -145,7 +146,13 @@ def vs_reference(final: pd.DataFrame) -> pd.DataFrame:
                 ok = table[col].notna()
                 table.loc[ok, holm] = stats.holm(table.loc[ok, col].to_numpy()) if ok.any() else None
         rows.append(table)
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    if not rows:
+        return pd.DataFrame()
+    table = pd.concat(rows, ignore_index=True)
+    if "Welch p" in table and table["Welch p"].notna().any():
+        ok = table["Welch p"].notna()
+        table.loc[ok, "Welch p (Holm, all depths)"] = stats.holm(table.loc[ok, "Welch p"].to_numpy())
+    return table
 
 
 def vs_reference_table(final: pd.DataFrame) -> str:
@@ -160,10 +167,63 @@ def vs_reference_table(final: pd.DataFrame) -> str:
                       stats.fmt_p(r["Fisher p (Holm)"]) if pd.notna(r.get("Fisher p (Holm)")) else "–",
                       welch if isinstance(welch, str) else "– (a run failed)",
                       stats.fmt_p(holm) if pd.notna(holm) else "–",
+                      stats.fmt_p(r["Welch p (Holm, all depths)"]) if pd.notna(holm) else "–",
                       "yes" if pd.notna(holm) and holm < 0.05 else "no"])  # fmt: skip
     header = ["fix", "depth", "learned", f"Fisher p vs {REFERENCE} (Holm)",
-              f"test acc − {REFERENCE} [Welch 95 %, unadjusted]", "Welch p (Holm)", "resolved"]  # fmt: skip
+              f"test acc − {REFERENCE} [Welch 95 %, unadjusted]", "Welch p (Holm)",
+              "Welch p (Holm over all depths)", "resolved"]  # fmt: skip
     return md_table(header, lines)
+
+
+def endpoint_sensitivity(final: pd.DataFrame, epochs: pd.DataFrame, last: int = 3) -> pd.DataFrame:
+    """The declared test (test accuracy after the last epoch) at other endpoints: per depth, each
+    fix whose runs all learned against the reference, the difference of mean test accuracy after
+    each of the `last` epochs and at each run's best-validation epoch, Welch p Holm-corrected over
+    that depth's fixes at each endpoint. A robustness check, not a further test. `epochs` is a
+    summary's epochs.csv (`run` = the row of its runs.csv); `final` that summary's runs.csv."""
+    runs = with_fix(done(final)).assign(learned=lambda r: claims.learned_mask(r))
+    runs = runs[runs.groupby(["depth", "fix"])["learned"].transform("all")]
+    ep = epochs[epochs["epoch"] > 0].merge(runs[["depth", "fix"]], left_on="run", right_index=True)
+    n_epochs = int(ep["epoch"].max())
+    best = ep.loc[ep.groupby("run")["val_acc"].idxmax()].assign(endpoint="best val")
+    points = [
+        ep[ep["epoch"] == e].assign(endpoint=f"epoch {e}") for e in range(n_epochs - last + 1, n_epochs + 1)
+    ]
+    rows = []
+    for (depth, endpoint), part in pd.concat([*points, best]).groupby(["depth", "endpoint"], sort=False):
+        ref = part.loc[part["fix"] == REFERENCE, "test_acc"]
+        arms = [(fix, g["test_acc"]) for fix, g in part.groupby("fix") if fix != REFERENCE]
+        if ref.empty or not arms:
+            continue
+        ps = [stats.welch_p(ref, acc) for _, acc in arms]
+        for (fix, acc), p_holm in zip(arms, stats.holm(ps), strict=True):
+            rows.append({"depth": depth, "fix": fix, "endpoint": endpoint,
+                         "diff": acc.mean() - ref.mean(), "Holm p": p_holm})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def endpoint_table(final: pd.DataFrame, epochs: pd.DataFrame) -> str:
+    t = endpoint_sensitivity(final, epochs)
+    if t.empty:
+        return ""
+    cells = t.assign(
+        cell=[f"{d:+.3f} ({stats.fmt_p(p)})" for d, p in zip(t["diff"], t["Holm p"], strict=True)]
+    )
+    wide = cells.pivot_table(
+        index=["fix", "depth"], columns="endpoint", values="cell", aggfunc="first", sort=False
+    )
+    wide = wide[list(dict.fromkeys(t["endpoint"]))]
+    rows = [[fix, str(depth), *wide.loc[(fix, depth)]] for fix, depth in wide.index]
+    return md_table(["fix", "depth", *wide.columns], rows)
+
+
+def epoch_means_table(final: pd.DataFrame, epochs: pd.DataFrame) -> str:
+    """Mean validation accuracy after each epoch, per fix (every run, failed ones too): the curves
+    behind the endpoint check, as numbers."""
+    ep = epochs[epochs["epoch"] > 0].merge(with_fix(final)[["depth", "fix"]], left_on="run", right_index=True)
+    wide = ep.pivot_table(index=["fix", "depth"], columns="epoch", values="val_acc", aggfunc="mean")
+    rows = [[fix, str(depth), *(f"{v:.3f}" for v in wide.loc[(fix, depth)])] for fix, depth in wide.index]
+    return md_table(["fix", "depth", *(f"epoch {e}" for e in wide.columns)], rows)
 
 
 def cost_table(bench: pd.DataFrame) -> str:
@@ -183,6 +243,23 @@ def cost_table(bench: pd.DataFrame) -> str:
     return md_table(["fix", *(f"depth {d}: ms/step (× {ref})" for d in depths)], rows)
 
 
+def endpoint_section(results: Path, parts: dict[int, pd.DataFrame | None]) -> list[str]:
+    """The endpoint check for every depth whose summary has epochs.csv (written since 2532652)."""
+    tables = []
+    for d, part in parts.items():
+        path = results / f"fixes_final_d{d}" / "epochs.csv"
+        if part is not None and path.exists():
+            epochs = pd.read_csv(path)
+            tables += [endpoint_table(part, epochs), "", "Mean validation accuracy after each epoch:", "",
+                       epoch_means_table(part, epochs), ""]  # fmt: skip
+    if not tables:
+        return []
+    return ["Is the declared endpoint fragile? The same comparison (test accuracy − "
+            f"{REFERENCE}, Holm p over the depth's fixes in brackets) after each of the last epochs "
+            "and at each run's best-validation epoch; a robustness check, not a further test:", "",
+            *tables]  # fmt: skip
+
+
 def fixes_train_block(results: Path) -> str:
     tuned, tune_runs = results / "fixes_tune" / "tuned.csv", _runs(results, "fixes_tune")
     if not tuned.exists() or tune_runs is None:
@@ -200,6 +277,7 @@ def fixes_train_block(results: Path) -> str:
             f"Each fix against the plain net ({REFERENCE}) at the same depth; Holm within each depth "
             "(its fixes against the reference), 5 fresh seeds per arm; \"resolved\" = Holm-corrected "
             "Welch p < 0.05:", "", vs_reference_table(final), ""]  # fmt: skip
+    out += endpoint_section(results, parts)
     bench = results / "bench_fixes.csv"
     if bench.exists():
         b = pd.read_csv(bench)
