@@ -87,11 +87,14 @@ def format_cell(row: pd.Series, metric: str, theory: bool) -> str:
 
 def ci_text(r: pd.Series, metric: str) -> str:
     """'5/5 [0.48, 1.00]: 0.971 [0.968, 0.974]'; where runs failed at either threshold, also the
-    median of all runs ('4/5 [0.28, 0.99]: 0.962 [0.950, 0.974]; median 0.960'), and the count
+    median of all runs ('4/5 [0.28, 0.99]: 0.962 over the 4 that learned; median 0.960'), and the count
     that learned at the second threshold where it differs ('...; 1/5 at 0.5')."""
     k, n = int(r["learned"]), int(r["n"])
     rate = stats.fmt_rate(k, n)
-    parts = [f"{rate}: {stats.fmt_ci(r[metric], r[f'{metric}_lo'], r[f'{metric}_hi'])}" if k else rate]
+    if k == n:
+        parts = [f"{rate}: {stats.fmt_ci(r[metric], r[f'{metric}_lo'], r[f'{metric}_hi'])}"]
+    else:  # a partial cell: the learners' mean, no t-interval (over 2 runs it can pass 1)
+        parts = [f"{rate}: {r[metric]:.3f} over the {k} that learned" if k else rate]
     strict = n - int(r[SENSITIVITY])
     if (k < n or strict != k) and pd.notna(r[f"{metric}_median"]):
         parts.append(f"median {r[f'{metric}_median']:.3f}")
