@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from slopestudy import collect
-from slopestudy.figures import signal_norm_step0, val_curves
+from slopestudy.figures import accuracy_vs_depth, signal_norm_step0, val_curves
 from slopestudy.probes import fit_decay, grad_ratio
 from slopestudy.summarize import main, summarize, tables_from_runs
 
@@ -273,3 +273,18 @@ def test_a_null_override_matches_the_empty_cell_of_its_finished_runs(tmp_path):
                          "tuned": [float("nan"), float("nan")], "seed": [1, 2]})  # fmt: skip
     assert collect.missing_jobs(sweep, runs) == []
     assert [j["seed"] for j in collect.missing_jobs(sweep, runs.iloc[:1])] == [2]
+
+
+def test_accuracy_figure_draws_no_mean_over_a_cell_where_some_runs_failed(tmp_path):
+    # depth 3: both runs learned (a mean line); depth 4: one of two at chance (dots and "1/2" only)
+    for depth, accs in ((3, (0.90, 0.92)), (4, (0.95, 0.10))):
+        for seed, acc in enumerate(accs):
+            make_run(tmp_path, f"d{depth}/seed={seed}", depth=depth, seed=seed, acc=acc, val=acc)
+    s = summarize([tmp_path], figures=False)
+    fig = accuracy_vs_depth(s)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["1/2"]
+    mean_line = next(line for line in ax.lines if line.get_marker() == "o")
+    assert list(mean_line.get_xdata()) == [3] and list(mean_line.get_ydata()) == pytest.approx([0.91])
+    dots = [line for line in ax.lines if line.get_marker() == "."]
+    assert sum(len(d.get_xdata()) for d in dots) == 4  # every run is shown

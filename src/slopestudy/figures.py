@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from slopestudy import stats  # noqa: E402
 from slopestudy.cells import Summary, variants  # noqa: E402
 from slopestudy.collect import done  # noqa: E402
 from slopestudy.config import Init, StudyConfig  # noqa: E402
@@ -185,6 +186,42 @@ def _metric_vs_depth(summary: Summary, metric: str, ylabel: str, title: str, ext
     return finish(fig, axes, ylabel, title, {"title": "slope", "title_fontsize": 7})
 
 
+def accuracy_vs_depth(summary: Summary) -> plt.Figure | None:
+    """Test accuracy against depth, a panel per variant, a colour per slope: every run a dot, and
+    the mean ± std line only through cells where every run learned. A mean over learners and
+    failures describes neither (the k/n tables count those); partial cells are labelled k/n."""
+    runs = done(summary.runs)
+    if runs.empty or runs["test_acc"].isna().all():
+        return None
+    runs = runs.assign(learned=stats.learned(runs["val_acc"], runs["status"].eq("diverged")))
+    colors = slope_colors(runs["slope"].unique())
+    depths = np.sort(runs["depth"].unique())
+    step = np.diff(depths).min() if len(depths) > 1 else 1.0
+    panels = variants(runs, summary.keys)
+    fig, axes = grid(len(panels), 4.2, 3.4)
+    for ax, (label, part) in zip(axes, panels, strict=True):
+        slopes = sorted(part["slope"].unique())
+        for j, (slope, g) in enumerate(part.groupby("slope")):
+            shift = (j - (len(slopes) - 1) / 2) * 0.12 * step  # side by side, not on top of each other
+            ax.plot(g["depth"] + shift, g["test_acc"], ".", ms=4, alpha=0.6, color=colors[slope])
+            cells = g.groupby("depth").agg(mean=("test_acc", "mean"), sd=("test_acc", "std"),
+                                           k=("learned", "sum"), n=("learned", "size"))  # fmt: skip
+            full = cells[cells["k"] == cells["n"]]
+            ax.errorbar(full.index + shift, full["mean"], yerr=full["sd"].fillna(0), marker="o", ms=4,
+                        capsize=3, color=colors[slope], label=f"a={slope:g}")  # fmt: skip
+            for depth, c in cells[cells["k"] < cells["n"]].iterrows():
+                ax.annotate(f"{int(c['k'])}/{int(c['n'])}", (depth + shift, 0.02), fontsize=7, ha="center",
+                            color=colors[slope])  # fmt: skip
+        ax.axhline(CHANCE, color="grey", ls=":", lw=1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("depth (Linear layers)")
+        panel_title(ax, label, 9)
+        ax.grid(alpha=0.3)
+    title = ("Test accuracy at the end (dots: runs; line: mean ± std where every run learned; "
+             "k/n: runs that learned where some did not; dotted: chance)")  # fmt: skip
+    return finish(fig, axes, "test accuracy", title, {"title": "slope", "title_fontsize": 7})
+
+
 MAX_CURVE_PANELS = 48
 
 
@@ -248,12 +285,7 @@ def draw_all(summary: Summary) -> list[Path]:
         "signal_norm_step0": signal_norm_step0(summary),
         "decay_heatmap": decay_heatmap(summary),
         "decay_vs_slope": decay_vs_slope(summary),
-        "test_acc_vs_depth": _metric_vs_depth(
-            summary,
-            "test_acc",
-            "test accuracy",
-            "Test accuracy at the end (mean ± std over seeds; dotted: chance)",
-        ),
+        "test_acc_vs_depth": accuracy_vs_depth(summary),
         "val_curves": val_curves(summary),
         "prelu_slopes": prelu_slopes(summary),
         "phase_diagram": phase_diagram(summary),
