@@ -244,13 +244,15 @@ def cost_table(bench: pd.DataFrame) -> str:
 
 
 def endpoint_section(results: Path, parts: dict[int, pd.DataFrame | None]) -> list[str]:
-    """The endpoint check for every depth whose summary has epochs.csv (written since 2532652)."""
+    """The endpoint check for every depth whose summary has epochs.csv (summaries keep it since e941cf9)."""
     tables = []
     for d, part in parts.items():
         path = results / f"fixes_final_d{d}" / "epochs.csv"
         if part is not None and path.exists():
             epochs = pd.read_csv(path)
-            tables += [endpoint_table(part, epochs), "", "Mean validation accuracy after each epoch:", "",
+            tables += [f"Depth {d}, test accuracy − {REFERENCE} (Holm p):", "",
+                       endpoint_table(part, epochs), "",
+                       f"Depth {d}, mean validation accuracy after each epoch:", "",
                        epoch_means_table(part, epochs), ""]  # fmt: skip
     if not tables:
         return []
