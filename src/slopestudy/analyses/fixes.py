@@ -181,7 +181,7 @@ def endpoint_sensitivity(final: pd.DataFrame, epochs: pd.DataFrame, last: int = 
     each of the `last` epochs and at each run's best-validation epoch, Welch p Holm-corrected over
     that depth's fixes at each endpoint. A robustness check, not a further test. `epochs` is a
     summary's epochs.csv (`run` = the row of its runs.csv); `final` that summary's runs.csv."""
-    runs = with_fix(done(final)).assign(learned=lambda r: claims.learned_mask(r))
+    runs = with_fix(done(final)).assign(learned=claims.learned_mask)
     runs = runs[runs.groupby(["depth", "fix"])["learned"].transform("all")]
     ep = epochs[epochs["epoch"] > 0].merge(runs[["depth", "fix"]], left_on="run", right_index=True)
     n_epochs = int(ep["epoch"].max())
