@@ -37,21 +37,60 @@ def _ignored(sig: int) -> bool:
     return signal.getsignal(sig) is signal.SIG_IGN
 
 
+# A scheduler's own handlers of these signals run inside the run (submitit's timeout handler on
+# SIGUSR2 checkpoints the launcher's call, runs `scontrol requeue` and exits): SLURM's requeue sends
+# SIGTERM while that handler still runs, and stopping there would cut the requeue short.
+SCHEDULER_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+
+
 @contextmanager
 def stop_on_signals():
     """While the block runs, SIGINT and SIGTERM raise Interrupted once; a second signal during
-    the cleanup that follows is ignored, so run.json and the events are always written."""
+    the cleanup that follows is ignored, so run.json and the events are always written.
+
+    A stop signal that arrives while a scheduler's handler of SIGUSR1/SIGUSR2 runs (submitit's
+    requeue at a time limit) waits for it: the handler finishes its requeue and ends the process
+    itself (SystemExit, which the run records as interrupted), or, if it returns, the deferred
+    signal then stops the run as usual."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers (KeyboardInterrupt still works there)
         return
+    in_scheduler: list[bool] = []
+    deferred: list[int] = []
 
-    def stop(signum, _frame):
+    def ignore_further() -> None:
         for sig in handled:
             signal.signal(sig, signal.SIG_IGN)
+
+    def stop(signum, _frame):
+        if in_scheduler:
+            deferred.append(signum)
+            return
+        ignore_further()
         raise Interrupted(signum)
+
+    def deferring(handler):
+        def run_scheduler_handler(signum, frame):
+            in_scheduler.append(True)
+            try:
+                handler(signum, frame)
+            except BaseException:
+                ignore_further()  # the handler ends the process: let the cleanup finish
+                raise
+            finally:
+                in_scheduler.pop()
+            if deferred:
+                ignore_further()
+                raise Interrupted(deferred[0])
+
+        return run_scheduler_handler
 
     handled = [sig for sig in STOP_SIGNALS if not _ignored(sig)]
     previous = {sig: signal.signal(sig, stop) for sig in handled}
+    for sig in SCHEDULER_SIGNALS:
+        handler = signal.getsignal(sig)
+        if callable(handler):
+            previous[sig] = signal.signal(sig, deferring(handler))
     try:
         yield
     finally:
