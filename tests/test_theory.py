@@ -125,3 +125,91 @@ def test_slope_is_rejected_for_activations_without_one():
         t.backprop_gains("tanh", 1.0, 5, slope=0.2)
     with pytest.raises(KeyError):
         t.init_sigma2("kaiming", "relu6")
+
+
+# --- the kernel: correlation maps and TAT's slope ------------------------------------------
+KERNEL_SLOPES = [0.0, 0.01, 0.2, 0.4259, 0.5, 0.9]
+
+
+@pytest.mark.parametrize("slope", KERNEL_SLOPES)
+def test_leaky_c_map_closed_form_agrees_with_quadrature(slope):
+    e_phi2 = t.moments("leaky_relu", 1.7, slope=slope)[0]
+    for c in [-0.9, -0.3, 0.0, 0.3, 0.45, 0.8, 0.99]:
+        quad = t.pair_moment("leaky_relu", c, 1.7, slope=slope) / e_phi2  # the general path, at q = 1.7
+        assert t.c_map("leaky_relu", c, slope=slope) == pytest.approx(quad, abs=1e-6)
+
+
+@pytest.mark.parametrize("slope", KERNEL_SLOPES)
+def test_c_map_fixes_1_with_unit_derivative_and_starts_at_k(slope):
+    assert t.c_map("leaky_relu", 1.0, slope=slope) == pytest.approx(1.0, abs=1e-15)
+    h = 1e-6  # C'(1) = 1 under He scaling: the same fact as chi = 1
+    assert (1 - t.c_map("leaky_relu", 1 - h, slope=slope)) / h == pytest.approx(1.0, abs=1e-3)
+    assert t.c_map("leaky_relu", 0.0, slope=slope) == pytest.approx(
+        (1 - slope) ** 2 / (math.pi * (1 + slope**2))
+    )
+
+
+def test_pair_moment_of_a_smooth_activation_matches_scipy_dblquad():
+    c, q = 0.4, 1.3
+    s = math.sqrt(1 - c * c)
+    phi = lambda z: z * special.ndtr(z)  # noqa: E731 (GELU)
+    f = lambda z2, z1: (phi(math.sqrt(q) * z1) * phi(math.sqrt(q) * (c * z1 + s * z2))  # noqa: E731
+                        * np.exp(-(z1 * z1 + z2 * z2) / 2) / (2 * math.pi))  # fmt: skip
+    ref = integrate.dblquad(f, -12, 12, -12, 12, epsabs=1e-12, epsrel=1e-12)[0]
+    assert t.pair_moment("gelu", c, q) == pytest.approx(ref, rel=1e-9)
+    # tanh is odd: C(-c) = -C(c), and C(0) = 0
+    assert t.c_map("tanh", -0.3) == pytest.approx(-t.c_map("tanh", 0.3), abs=1e-12)
+    assert t.c_map("tanh", 0.0) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_relu_composed_map_reaches_the_published_correlations():
+    # SCIENCE.md: 0.855 after 9 activations, 0.987 after 49, 0.996 after 99, 0.999 after 199
+    for depth, value in [(10, 0.855), (50, 0.987), (100, 0.996), (200, 0.999)]:
+        assert t.composed_c0(0.0, depth) == pytest.approx(value, abs=5e-4)
+        assert t.correlation_profile("leaky_relu", 0.0, depth, slope=0.0)[-1] == pytest.approx(
+            t.composed_c0(0.0, depth), abs=1e-12
+        )
+
+
+def test_tat_slope_at_depth_50_100_200():
+    for depth, slope in [(50, 0.425907), (100, 0.568646), (200, 0.678906)]:
+        assert t.tat_slope(depth, 0.9) == pytest.approx(slope, abs=1e-6)
+        assert t.composed_c0(t.tat_slope(depth), depth) == pytest.approx(0.9, abs=1e-12)
+
+
+def test_tat_slope_says_where_no_slope_reaches_eta():
+    with pytest.raises(t.UnreachableEta, match="even ReLU"):
+        t.tat_slope(10, 0.9)
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        t.tat_slope(50, 1.0)
+
+
+def test_tat_slope_agrees_with_deepminds_dks():
+    from dks.base.activation_transform import _get_activations_params
+
+    for depth in (30, 50, 100, 200):
+        for eta in (0.5, 0.9):
+
+            def subnet(x, r, n=depth - 1):  # a plain MLP applies r once per activation
+                for _ in range(n):
+                    x = r(x)
+                return x
+
+            got = _get_activations_params(["leaky_relu"], method="TAT", tat_params={"c_val_0_target": eta},
+                                          subnet_max_func=subnet)["leaky_relu"]  # fmt: skip
+            assert t.tat_slope(depth, eta) == pytest.approx(got["negative_slope"], abs=1e-6)
+            # its output scale is our He gain: the same net at init
+            assert got["output_scale"] == pytest.approx(
+                math.sqrt(2 / (1 + got["negative_slope"] ** 2)), rel=1e-6
+            )
+
+
+def test_residual_c_map_moves_correlations_slower_than_the_plain_map():
+    c = np.array([0.0, 0.3, 0.6])
+    res = t.residual_c_map("leaky_relu", c, blocks=98, slope=0.0)
+    plain = t.c_map("leaky_relu", c, slope=0.0)
+    assert np.all(res > c) and np.all(res < plain)
+    np.testing.assert_allclose(res, (c + plain / 98) / (1 + 1 / 98))
+    profile = t.correlation_profile("leaky_relu", c, 100, residual=True, slope=0.0)
+    assert profile.shape == (100, 3) and np.all(np.diff(profile, axis=0) >= -1e-12)
+    assert profile[-1, 0] < t.correlation_profile("leaky_relu", c, 100, slope=0.0)[-1, 0]

@@ -239,3 +239,125 @@ def fitted_decay(profile: list[float]) -> float:
     if len(profile) < 2:
         return math.nan
     return float(np.polyfit(np.arange(len(profile)), np.asarray(profile), 1)[0])
+
+
+# --- the kernel: how correlations between two inputs move through the layers ------------------
+# Poole et al. 2016; SCIENCE.md "The kernel". Two inputs whose pre-activations z_l have second
+# moment q and correlation c (the cosine of z_l(x) and z_l(x') over a wide layer) have, after
+# phi and the next Linear (zero bias, Var(W) = sigma2 / fan_in), correlation
+# C(c) = E[phi(u) phi(v)] / E[phi(u)^2], (u, v) ~ N(0, q [[1, c], [c, 1]]): sigma2 cancels, and
+# for a positively homogeneous phi so does q. z_l has l activations behind it (z_0 = W_0 x has
+# the input's cosine), so a net of `depth` Linear layers applies C depth - 1 times.
+def _inner_expect(f, mean: np.ndarray, scale: float) -> np.ndarray:
+    """E_{z~N(0,1)}[f(mean + scale z)] for each entry of `mean`, split at the kink mean + scale z = 0
+    so that each piece is smooth (as `expect`); scale > 0."""
+    x, w = leggauss(_N)
+    kink = np.clip(-mean / scale, -_T, _T)[:, None]  # (M, 1)
+    lo = (x + 1) / 2 * (kink + _T) - _T  # nodes on [-T, kink], (M, N)
+    hi = (x + 1) / 2 * (_T - kink) + kink  # on [kink, T]
+    w_lo, w_hi = w * (kink + _T) / 2 * _pdf(lo), w * (_T - kink) / 2 * _pdf(hi)
+    m = mean[:, None]
+    return (w_lo * f(m + scale * lo)).sum(axis=1) + (w_hi * f(m + scale * hi)).sum(axis=1)
+
+
+def pair_moment(act: str | Activation, c: float, q: float = 1.0, **kw) -> float:
+    """E[phi(u) phi(v)] for (u, v) ~ N(0, q [[1, c], [c, 1]]), by nested split Gauss-Legendre
+    quadrature: u = sqrt(q) z1, v = sqrt(q) (c z1 + sqrt(1 - c^2) z2); the inner integral over z2
+    is split at phi's kink and is smooth in z1, the outer one is split at 0 (about 1e-13)."""
+    a = get(act)
+    c = float(np.clip(c, -1.0, 1.0))
+    s = math.sqrt(1.0 - c * c)
+    r = math.sqrt(max(q, 0.0))
+    if s < 1e-12:  # v = +-u
+        return math.copysign(1.0, c) * expect(
+            lambda z: a.phi(z, **kw) * a.phi(math.copysign(1, c) * z, **kw), q
+        )
+    inner = _inner_expect(lambda v: a.phi(v, **kw), r * c * _NODES, r * s)
+    return float(_WEIGHTS @ (a.phi(r * _NODES, **kw) * inner))
+
+
+def leaky_c_map_coefficient(slope: float) -> float:
+    """k(a) = (1 - a)^2 / (pi (1 + a^2)) in the closed-form C-map of LeakyReLU(a): 1/pi for ReLU,
+    0 for the identity (a = 1)."""
+    return (1.0 - slope) ** 2 / (math.pi * (1.0 + slope**2))
+
+
+def c_map(act: str | Activation, c, q: float = 1.0, **kw):
+    """One layer's correlation map C(c) (vectorized over c). LeakyReLU in closed form,
+    C(c) = c + k(a) (sqrt(1 - c^2) - c arccos c) (the arc-cosine kernel, Cho & Saul 2009, for
+    phi = a z + (1 - a) relu z); any other activation by `pair_moment` at second moment q."""
+    a = get(act)
+    c_arr = np.clip(np.asarray(c, dtype=float), -1.0, 1.0)
+    if a.name == "leaky_relu":
+        out = c_arr + leaky_c_map_coefficient(kw.get("slope", 0.0)) * (
+            np.sqrt(1.0 - c_arr**2) - c_arr * np.arccos(c_arr)
+        )
+    elif a.name == "identity":
+        out = c_arr
+    else:
+        e_phi2 = moments(a, q, **kw)[0]
+        out = np.vectorize(lambda x: pair_moment(a, x, q, **kw) / e_phi2)(c_arr)
+    return out if out.ndim else float(out)
+
+
+def residual_c_map(act: str | Activation, c, blocks: int, **kw):
+    """C-map of one pre-activation residual block h + beta W phi(h), beta^2 = 1/blocks
+    (model.Residual with the branch ending in its Linear layer), He-scaled W, zero bias: the
+    stream's kernel is Sigma + beta^2 Sigma_branch, and with E[phi^2] sigma2 = q (He) the branch
+    adds beta^2 q C(c) to the covariance and beta^2 q to the variance, so
+    c' = (c + beta^2 C(c)) / (1 + beta^2). For a positively homogeneous phi at its He scale only."""
+    b2 = 1.0 / blocks
+    return (np.asarray(c, dtype=float) + b2 * np.asarray(c_map(act, c, **kw))) / (1.0 + b2)
+
+
+def correlation_profile(
+    act: str | Activation, c_in, depth: int, *, residual: bool = False, **kw
+) -> np.ndarray:
+    """Predicted cosine of z_l for l = 0..depth-1, shape (depth, *c_in.shape), from the inputs'
+    cosines c_in (each pair its own). Plain: z_l = C^l(c_in). Pre-activation residual net
+    (model.build_mlp with residual_branch=act_linear): the stream after the first Linear has the
+    input's cosine, each block maps it by residual_c_map, and a branch's Linear output z_l has
+    C(stream's cosine); the output layer reads phi of the last stream."""
+    c = np.asarray(c_in, dtype=float)
+    rows = [c]
+    if not residual:
+        for _ in range(depth - 1):
+            rows.append(np.asarray(c_map(act, rows[-1], **kw)))
+        return np.stack(rows)
+    blocks = max(depth - 2, 1)
+    stream = c
+    for _ in range(depth - 2):
+        rows.append(np.asarray(c_map(act, stream, **kw)))
+        stream = np.asarray(residual_c_map(act, stream, blocks, **kw))
+    if depth >= 2:
+        rows.append(np.asarray(c_map(act, stream, **kw)))
+    return np.stack(rows)
+
+
+def composed_c0(slope: float, depth: int) -> float:
+    """C_f(0) of a plain He-scaled LeakyReLU(slope) net of `depth` Linear layers: C^{depth-1}(0)."""
+    c = 0.0
+    k = leaky_c_map_coefficient(slope)
+    for _ in range(depth - 1):
+        c = c + k * (math.sqrt(max(1.0 - c * c, 0.0)) - c * math.acos(min(c, 1.0)))
+    return c
+
+
+class UnreachableEta(ValueError):
+    """No slope in [0, 1] gives C_f(0) = eta at this depth (even ReLU's map stays below it)."""
+
+
+def tat_slope(depth: int, eta: float = 0.9) -> float:
+    """TAT's slope (Zhang, Botev & Martens 2022) for a plain MLP of `depth` Linear layers: the
+    a in [0, 1] with C_f(0) = C^{depth-1}(0) = eta. C_f(0) falls from ReLU's value at a = 0 to 0 at
+    a = 1 (the identity), monotonically (k(a) falls, C rises with k for c < 1), so brentq."""
+    if not 0.0 < eta < 1.0:
+        raise ValueError(f"eta must lie in (0, 1), not {eta}")
+    if depth < 2:
+        raise UnreachableEta(f"a net of depth {depth} has no activation: no slope gives C_f(0) = {eta}")
+    relu = composed_c0(0.0, depth)
+    if relu < eta:
+        raise UnreachableEta(
+            f"no slope reaches C_f(0) = {eta} at depth {depth}: even ReLU (a = 0) gives {relu:.4f}"
+        )
+    return float(optimize.brentq(lambda a: composed_c0(a, depth) - eta, 0.0, 1.0, xtol=1e-14, rtol=1e-14))
