@@ -34,11 +34,13 @@ METRICS = {  # column -> what the tables call it
     "dead_frac_step0": "dead-unit fraction at init",
     "dead_frac_end": "dead-unit fraction at the end",
     "steps_to_90": "steps to 90% validation accuracy",
+    "kernel_gap_step0": "1 - mean pair cosine, last hidden layer, step 0",
+    "kernel_gap_end": "1 - mean pair cosine, last hidden layer, at the end",
 }
 RESULT_COLUMNS = {"status", "val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "steps_to_90",
                   "decay_step0", "decay_end", "grad_ratio_step0", "grad_ratio_end", "dead_frac_step0",
                   "dead_frac_end", "val_gain_last_half", "val_gain_last_epoch", "error", "job", "sweep",
-                  "decay_theory"}  # fmt: skip
+                  "decay_theory", "kernel_gap_step0", "kernel_gap_theory", "kernel_gap_end"}  # fmt: skip
 CONFIG_KEYS = frozenset(flat_dict(StudyConfig()))
 SENSITIVITY = f"failures_at_{stats.SECOND_THRESHOLD:g}"  # the failure count at the second threshold
 LEARNS = 0.5  # the phase diagram's line between "learns" and "stalls" (mean val accuracy)
@@ -112,7 +114,7 @@ def aggregate(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
     """Mean, std and n over seeds of every metric, per cell (all results, failures included)."""
     keys = group_keys(df) if keys is None else keys
     ok = done(df)
-    cols = [c for c in [*METRICS, "decay_theory"] if c in ok]
+    cols = [c for c in [*METRICS, "decay_theory", "kernel_gap_theory"] if c in ok]
     agg = ok.groupby(keys, dropna=False)[cols].agg(["mean", "std", "count"])
     agg.columns = [f"{c}_{s}".replace("_count", "_n") for c, s in agg.columns]
     for key in per_cell_nuisances(ok, keys):  # e.g. each cell's tuned lr, shown next to its numbers

@@ -24,8 +24,10 @@ from slopestudy.probes import fit_decay, grad_ratio
 from slopestudy.records import DONE, RUN_JSON, lock_holder, read_run, train_seconds
 
 NUMERIC = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "steps_to_90",
-           "dead_frac_step0", "dead_frac_end", "val_gain_last_half", "val_gain_last_epoch")  # fmt: skip
-LAYER_QUANTITIES = ("signal_norm_step0", "grad_norm_step0")  # per-layer lists kept from run.json
+           "dead_frac_step0", "dead_frac_end", "val_gain_last_half", "val_gain_last_epoch",
+           "kernel_gap_step0", "kernel_gap_theory", "kernel_gap_end")  # fmt: skip
+# per-layer lists kept from run.json (the kernel's: mean pair cosine of z_l, measured and predicted)
+LAYER_QUANTITIES = ("signal_norm_step0", "grad_norm_step0", "kernel_cos_step0", "kernel_cos_theory")
 
 
 @dataclass
@@ -63,6 +65,7 @@ def layer_rows(run: dict, i: int) -> list[dict]:
     history = run.get("history") or []
     series = {q: run.get(q) for q in LAYER_QUANTITIES}
     series["prelu_slope"] = history[-1].get("prelu_slope") if history else None
+    series["kernel_cos_end"] = history[-1].get("kernel_cos") if len(history) > 1 else None
     return [{"run": i, "quantity": q, "layer": layer, "value": v}
             for q, values in series.items() for layer, v in enumerate(values or [])]  # fmt: skip
 
@@ -98,6 +101,9 @@ def run_row(run: dict | None, job_dir: Path, sweep_dir: Path) -> dict:
         grad_ratio_end=grad_ratio(last.get("grad_norm_mean")),
         dead_frac_step0=_mean(history[0]["dead_frac"]) if history else None,
         dead_frac_end=_mean(last["dead_frac"]) if last else None,
+        kernel_gap_step0=top_hidden_gap(run.get("kernel_cos_step0")),
+        kernel_gap_theory=top_hidden_gap(run.get("kernel_cos_theory")),
+        kernel_gap_end=top_hidden_gap(last.get("kernel_cos")),
         val_gain_last_half=last_half_gain(history),
         val_gain_last_epoch=last_half_gain(history[-2:]) if len(history) > 2 else None,
         seconds=train_seconds(run),  # the study runner's compute, from a committed runs.csv
@@ -110,6 +116,14 @@ def run_row(run: dict | None, job_dir: Path, sweep_dir: Path) -> dict:
     if run and "config" in run:
         row["decay_theory"] = theory_decay_per_layer(config_from_record(run["config"]))
     return row
+
+
+def top_hidden_gap(cosines: list[float] | None) -> float | None:
+    """1 - the mean pair cosine at the last hidden layer's Linear output z_{L-2} (width units;
+    the logits have only 10), where a deep net has made different inputs most alike."""
+    if not cosines or len(cosines) < 2:
+        return None
+    return 1.0 - cosines[-2]
 
 
 def last_half_gain(history: list[dict]) -> float | None:

@@ -59,6 +59,16 @@ class Norm(Choice):
     batch = "batch"  # nn.BatchNorm1d(width), same place
 
 
+class SlopeRule(Choice):
+    fixed = "fixed"  # the slope is `slope`
+    tat = "tat"  # TAT's slope for this depth (Zhang, Botev & Martens 2022): C_f(0) = tat_eta
+
+
+class ResidualBranch(Choice):
+    linear_act = "linear_act"  # h + branch(h), branch = Linear -> [norm] -> act (the published § 8 net)
+    act_linear = "act_linear"  # branch = [norm] -> act -> Linear: pre-activation, as in ResNet v2
+
+
 class PreluParams(Choice):
     layer = "layer"  # one learned slope per layer
     unit = "unit"  # one learned slope per hidden unit
@@ -99,6 +109,11 @@ class StudyConfig:
     # --- scientific parameters (the ones the study sweeps) ---
     slope: float = 0.01
     """LeakyReLU negative_slope a: 0 is ReLU, 1 is the identity."""
+    slope_rule: SlopeRule = SlopeRule.fixed
+    """fixed (the slope is `slope`) | tat (each job's slope from its depth: the a with C_f(0) =
+    tat_eta over depth-1 activations, Zhang et al. 2022; needs init=kaiming, leave `slope` unset)."""
+    tat_eta: float = 0.9
+    """For slope_rule=tat: the target correlation C_f(0) of two orthogonal inputs at the output, in (0, 1)."""
     depth: int = 10
     """Number of nn.Linear layers (depth-1 hidden layers), as He et al. count depth."""
     width: int = 256
@@ -117,8 +132,11 @@ class StudyConfig:
     """none | layer | batch: a LayerNorm / BatchNorm1d between each hidden Linear and its activation
     (the original BatchNorm placement, Ioffe & Szegedy 2015); the probes still read Linear outputs."""
     residual: bool = False
-    """Identity skip around each hidden width->width block: h + branch(h) / sqrt(blocks), the branch
-    scaled so the forward variance grows by at most a factor e over the whole net."""
+    """Identity skip around each hidden width->width block: h + branch(h) / sqrt(blocks)."""
+    residual_branch: ResidualBranch = ResidualBranch.linear_act
+    """With residual: linear_act (Linear -> act; the branch's positive mean adds up over the
+    blocks, so the forward variance grows fast with ReLU) | act_linear (act -> Linear, pre-activation:
+    with He init the forward variance grows by the factor 1 + 1/blocks per block, at most e)."""
     prelu_params: PreluParams = PreluParams.layer
     """For act=prelu: layer (one learned slope per layer) | unit (one per hidden unit)."""
     seed: int = 0
@@ -143,6 +161,9 @@ class StudyConfig:
     """Gradient histograms at step 0 and at log steps that N divides; 0 = never."""
     probe_size: int = 1024
     """Fixed probe batch (first N training examples) for dead units and activation stats."""
+    kernel_size: int = 128
+    """Kernel probe: the first N probe examples (at most probe_size), every pair of them compared
+    (mean cosine of their Linear outputs z_l per layer) at step 0 and each epoch end; 0 = off."""
     device: Device = Device.auto
     """auto | cpu | cuda."""
     threads: int = 0
@@ -160,6 +181,7 @@ class StudyConfig:
             math.isfinite(self.init_gain) and self.init_gain > 0, "init_gain", self.init_gain, "a number > 0"
         )
         check(math.isfinite(self.bias_shift), "bias_shift", self.bias_shift, "a finite number")
+        check(0 < self.tat_eta < 1, "tat_eta", self.tat_eta, "a number in (0, 1)")
         slope_default = StudyConfig.__dataclass_fields__["slope"].default
         check(self.act in SLOPED_ACTS or self.slope == slope_default, "slope", self.slope,
               f"its default {slope_default} with act={self.act} (that activation has no slope)")  # fmt: skip
@@ -170,6 +192,8 @@ class StudyConfig:
         check(self.log_every >= 1, "log_every", self.log_every, "an integer >= 1")
         check(self.hist_every >= 0, "hist_every", self.hist_every, "an integer >= 0")
         check(self.probe_size >= 1, "probe_size", self.probe_size, "an integer >= 1")
+        check(self.kernel_size == 0 or self.kernel_size >= 2, "kernel_size", self.kernel_size,
+              "0 (off) or an integer >= 2")  # fmt: skip
         check(self.threads >= 0, "threads", self.threads, "an integer >= 0 (0 = auto)")
         d = self.data
         check(d.name in DATASETS, "data.name", d.name, f"one of {sorted(DATASETS)}")
@@ -189,7 +213,7 @@ class StudyConfig:
 # Everything else is scientific or fixed: a group of runs never mixes two values of it.
 NUISANCE = ("lr", "momentum")
 MACHINERY = ("seed", "data.root", "data.fetch", "data.verify_md5", "device", "threads", "log_every",
-             "hist_every", "probe_size", "tuned", "experiment")  # fmt: skip
+             "hist_every", "probe_size", "kernel_size", "tuned", "experiment")  # fmt: skip
 
 DATASETS = {"mnist": "MNIST", "fashion": "FashionMNIST"}
 DATASET_SIZES = {"mnist": (60_000, 10_000), "fashion": (60_000, 10_000)}  # (train, test)
@@ -207,7 +231,8 @@ def config_from_record(config: dict) -> StudyConfig:
     data = DataConfig(**{k: v for k, v in (plain.pop("data", None) or {}).items()
                          if k in DataConfig.__dataclass_fields__})  # fmt: skip
     enums = {"init": Init, "act": Act, "prelu_params": PreluParams, "optimizer": Optimizer,
-             "device": Device, "norm": Norm}  # fmt: skip
+             "device": Device, "norm": Norm, "slope_rule": SlopeRule,
+             "residual_branch": ResidualBranch}  # fmt: skip
     return StudyConfig(**{k: enums[k](v) if k in enums else v for k, v in plain.items()}, data=data)
 
 

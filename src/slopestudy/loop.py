@@ -17,8 +17,8 @@ from tqdm import tqdm
 from slopestudy import checkpoint, tblog
 from slopestudy import data as data_mod
 from slopestudy.config import Optimizer, StudyConfig, as_plain_dict
-from slopestudy.model import build_mlp, linears, prelus
-from slopestudy.probes import GradientProbe, activation_stats
+from slopestudy.model import build_mlp, linears, prelus, theory_kernel_profile
+from slopestudy.probes import GradientProbe, activation_stats, kernel_profile, pair_cosines
 from slopestudy.records import (
     DONE,
     RUN_JSON,
@@ -74,6 +74,9 @@ class Run:
         self.batch_gen = torch.Generator().manual_seed(cfg.seed)
         n_train, n_test = len(self.data.x_train), len(self.data.x_test)
         self.probe_x = self.data.x_train[: min(cfg.probe_size, n_train)]
+        # the kernel probe's examples: all their pairs, compared layer by layer
+        kernel_x = self.probe_x[: cfg.kernel_size]
+        self.kernel_x = kernel_x if cfg.kernel_size and len(kernel_x) >= 2 else None
         self.steps_per_epoch = math.ceil(n_train / cfg.batch_size)
         sizes = {"train": n_train, "val": len(self.data.x_val), "test": n_test}
         self.hparams = tblog.job_hparams(as_plain_dict(cfg), sizes)
@@ -178,11 +181,26 @@ class Run:
             "dead_frac": dead, "act_mean": act_mean, "act_std": act_std,
             "grad_norm_mean": means[:depth], "signal_norm_mean": means[depth:],
         }  # fmt: skip
+        if self.kernel_x is not None:
+            entry["kernel_cos"] = self.log_kernel(epoch)
         if prelus(self.model):
             entry["prelu_slope"] = self.log_prelu(step)
         self.record["history"].append(entry)
         self.record.update(step=step, epochs_done=epoch)
         return entry
+
+    def log_kernel(self, epoch: int) -> list[float]:
+        """The kernel probe: mean cosine of z_l over the probe pairs, per layer; logged as 1 - cos
+        (the readable quantity near 1) against the layer, with theory's at step 0."""
+        cos = kernel_profile(self.model, self.kernel_x).tolist()
+        self.logger.profile("kernel_gap", [1 - c for c in cos], epoch)
+        if epoch == 0:
+            theory = theory_kernel_profile(self.cfg, pair_cosines(self.kernel_x))
+            self.record["kernel_cos_step0"] = cos
+            self.record["kernel_cos_theory"] = theory
+            if theory is not None:
+                self.logger.profile("kernel_gap_theory", [1 - c for c in theory], 0)
+        return cos
 
     # --- the run --------------------------------------------------------------------------
     def execute(self) -> dict:

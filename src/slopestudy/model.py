@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
 from slopestudy import theory
-from slopestudy.config import Act, Init, Norm, PreluParams, StudyConfig
+from slopestudy.config import Act, Init, Norm, PreluParams, ResidualBranch, StudyConfig
 
 N_IN, N_OUT = 784, 10
 ACTIVATION_TYPES = (nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Tanh)
@@ -36,15 +37,21 @@ class Residual(nn.Module):
 def build_mlp(cfg: StudyConfig) -> nn.Sequential:
     """`cfg.depth` Linear layers (depth-1 hidden layers of `cfg.width`), each hidden one followed
     by the norm (if any) and the activation; with `cfg.residual` every hidden width->width block
-    is wrapped in a Residual whose branch is scaled by 1/sqrt(number of blocks)."""
+    is wrapped in a Residual whose branch is scaled by 1/sqrt(number of blocks). The branch is
+    Linear -> act (residual_branch=linear_act) or act -> Linear (act_linear, pre-activation: the
+    first Linear's output is the stream, and the last block's activation is the output layer's)."""
     sizes = [N_IN] + [cfg.width] * (cfg.depth - 1) + [N_OUT]
     n_blocks = max(cfg.depth - 2, 1)
+    pre_act = cfg.residual and ResidualBranch(cfg.residual_branch) is ResidualBranch.act_linear
     layers: list[nn.Module] = []
     for i in range(cfg.depth):
-        block: list[nn.Module] = [nn.Linear(sizes[i], sizes[i + 1])]
-        if i < cfg.depth - 1:
-            block += [*_norm(cfg), _activation(cfg)]
-        if cfg.residual and 0 < i < cfg.depth - 1:
+        linear = nn.Linear(sizes[i], sizes[i + 1])
+        if pre_act:  # Linear_0, Res(act, Linear_1), ..., Res(act, Linear_{L-2}), act, Linear_{L-1}
+            block = [linear] if i == 0 else [*_norm(cfg), _activation(cfg), linear]
+        else:
+            block = [linear, *_norm(cfg), _activation(cfg)] if i < cfg.depth - 1 else [linear]
+        in_branch = cfg.residual and 0 < i < cfg.depth - 1
+        if in_branch:
             layers.append(Residual(nn.Sequential(*block), 1.0 / math.sqrt(n_blocks)))
         else:
             layers += block
@@ -140,9 +147,32 @@ def theory_decay_per_layer(cfg: StudyConfig) -> float:
         decay = -0.5 * math.log10(theory.normalized_gain(act, norm.value, **kw))
     elif cfg.residual:
         decay = theory.fitted_decay(
-            theory.residual_profile(act, weight_variance_factor(cfg), cfg.depth, **kw)
+            theory.residual_profile(
+                act,
+                weight_variance_factor(cfg),
+                cfg.depth,
+                **kw,
+                pre_activation=cfg.residual_branch is ResidualBranch.act_linear,
+            )
         )
     else:
         # q_in = 1: the inputs are normalized to zero mean and unit variance over all pixels.
         decay = theory.predicted_decay_per_layer(act, weight_variance_factor(cfg), cfg.depth, 1.0, **kw)
     return decay + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def theory_kernel_profile(cfg: StudyConfig, input_cosines: np.ndarray) -> list[float] | None:
+    """Predicted mean cosine of z_l over the probe pairs, l = 0..depth-1: each pair's own input
+    cosine through the composed correlation map (theory.correlation_profile), then the mean.
+    Exact in the wide limit for a positively homogeneous activation with zero biases (any init
+    but pytorch's, whose biases add a shared offset), no norm, and no skips or pre-activation
+    skips at the slope's He scale; None elsewhere."""
+    act, kw = theory_act(cfg)
+    residual = cfg.residual
+    pre_act = residual and ResidualBranch(cfg.residual_branch) is ResidualBranch.act_linear
+    he = Init(cfg.init) is Init.kaiming
+    if (act != "leaky_relu" or Init(cfg.init) is Init.pytorch or Norm(cfg.norm) is not Norm.none
+            or cfg.bias_shift != 0 or (residual and not (pre_act and he))):  # fmt: skip
+        return None
+    profile = theory.correlation_profile(act, input_cosines, cfg.depth, residual=residual, **kw)
+    return [float(v) for v in profile.mean(axis=1)]

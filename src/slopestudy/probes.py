@@ -99,6 +99,42 @@ def activation_stats(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack(dead), torch.stack(mean), torch.stack(std)])
 
 
+@torch.no_grad()
+def mean_pair_cosine(x: torch.Tensor) -> torch.Tensor:
+    """Mean cosine over all pairs i < j of the rows of x (n, ...): with unit rows u_i,
+    sum_{i != j} u_i.u_j = ||sum_i u_i||^2 - n, so no n x n matrix is needed. float64 so that
+    1 - cos stays exact to ~1e-12 where representations are nearly identical."""
+    u = torch.nn.functional.normalize(x.flatten(1).double(), dim=1)
+    n = len(u)
+    return (u.sum(dim=0).square().sum() - n) / (n * (n - 1))
+
+
+@torch.no_grad()
+def kernel_profile(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(L,) on the device: the mean cosine between the Linear outputs z_l of every pair of
+    different examples of x, layer by layer (eval mode, as activation_stats). Read in a forward
+    hook on each Linear, before an in-place activation overwrites z_l."""
+    cosines: list[torch.Tensor] = []
+    handles = [m.register_forward_hook(lambda _m, _i, z: cosines.append(mean_pair_cosine(z)))
+               for m in linears(model)]  # fmt: skip
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return torch.stack(cosines)
+
+
+def pair_cosines(x: torch.Tensor) -> np.ndarray:
+    """The cosine of every pair i < j of rows of x, as float64 numpy (the inputs' own, for theory)."""
+    u = torch.nn.functional.normalize(x.flatten(1).double(), dim=1)
+    i, j = torch.triu_indices(len(u), len(u), 1)
+    return (u[i] * u[j]).sum(dim=1).cpu().numpy()
+
+
 # --- what the per-layer profiles say, in one number each (the summary and each run's report) --
 def fit_decay(signal: list[float] | None) -> float:
     """Least-squares slope of log10 ||dL/dz_l|| against l over the hidden layers (all but the

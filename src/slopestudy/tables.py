@@ -32,7 +32,14 @@ TUNED_HEADER = (
 )
 # The mean ± std tables, in order; True: with the theory value
 MEAN_STD = [("test_acc", False), ("decay_step0", True), ("decay_end", True), ("grad_ratio_step0", False),
-            ("grad_ratio_end", False), ("dead_frac_end", False), ("steps_to_90", False)]  # fmt: skip
+            ("grad_ratio_end", False), ("dead_frac_end", False), ("steps_to_90", False),
+            ("kernel_gap_step0", True), ("kernel_gap_end", False)]  # fmt: skip
+THEORY_OF = {
+    "decay_step0": "decay_theory",
+    "decay_end": "decay_theory",
+    "kernel_gap_step0": "kernel_gap_theory",
+}
+FORMAT = {"kernel_gap_step0": ".3g", "kernel_gap_end": ".3g"}  # 1 - cos spans decades: significant digits
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -77,12 +84,14 @@ def grids(frame: pd.DataFrame, keys: list[str], text: Callable[[pd.Series], str]
 
 
 def format_cell(row: pd.Series, metric: str, theory: bool) -> str:
-    """'mean ± std (n)', std only with 2+ seeds, '[th x]' for the decay tables."""
+    """'mean ± std (n)', std only with 2+ seeds, '[th x]' for the tables with a theory column."""
     n, mean = row[f"{metric}_n"], row[f"{metric}_mean"]
     if n == 0 or pd.isna(mean):
         return "–"
-    text = f"{mean:.3f}" + (f" ± {row[f'{metric}_std']:.3f}" if n > 1 else "") + f" ({int(n)})"
-    return text + (f" [th {row['decay_theory_mean']:.3f}]" if theory else "")
+    f = FORMAT.get(metric, ".3f")
+    text = f"{mean:{f}}" + (f" ± {row[f'{metric}_std']:{f}}" if n > 1 else "") + f" ({int(n)})"
+    th = row.get(f"{THEORY_OF.get(metric, '')}_mean")
+    return text + (f" [th {th:{f}}]" if theory and th is not None else "")
 
 
 def ci_text(r: pd.Series, metric: str) -> str:
@@ -214,6 +223,8 @@ def _mean_std_sections(s: Summary) -> list[str]:
         specs.insert(0, ("val_acc", False))
     md = []
     for metric, theory in specs:
+        if metric.startswith("kernel") and not (f"{metric}_n" in s.agg and s.agg[f"{metric}_n"].any()):
+            continue  # runs recorded before the kernel probe, or kernel_size=0
         title = METRICS[metric]
         s.tables[title] = pivot(s.agg, s.keys, metric, theory)
         for label, table in s.tables[title].items():

@@ -50,11 +50,13 @@ HPARAM_METRICS = ["gradflow/decay_step0", "gradflow/grad_ratio_step0", "final/va
 # Differing hparams are listed in this order first (the dashboard checks the first five).
 HPARAM_ORDER = [
     "slope",
+    "slope_rule",
     "depth",
     "init",
     "act",
     "norm",
     "residual",
+    "residual_branch",
     "width",
     "optimizer",
     "lr",
@@ -67,7 +69,9 @@ PROFILE_NOTE = (
     "(0 = input side), not the training step. `epoch_00` is step 0, the first batch's gradient "
     "before any update, where mean-field theory is exact; `epoch_NN` is the mean over epoch NN's "
     "log steps. Switch the y axis to log scale: a straight line is geometric decay, and its slope "
-    "per layer is the summary's `decay` (log10)."
+    "per layer is the summary's `decay` (log10). `kernel_gap`: 1 - the mean cosine between the z_l of "
+    "different probe examples (how alike the net makes different inputs); `kernel_gap_theory`: the "
+    "correlation map's prediction from the same pairs' input cosines."
 )
 
 
@@ -84,6 +88,10 @@ def custom_scalars_layout() -> dict:
     profiles = {f"{log}{desc} vs LAYER (x = layer index)": ["Multiline", [rf"{PROFILE}/{log}{m}/epoch_\d+"]]
                 for log in ("log10_", "") for m, desc in LAYER_METRICS.items()
                 if m in ("signal_norm", "grad_norm")}  # fmt: skip
+    profiles[
+        "log10(1 - mean cosine of z_l over probe pairs) vs LAYER (x = layer index; "
+        "kernel_gap_theory: the correlation map)"
+    ] = ["Multiline", [rf"{PROFILE}/log10_kernel_gap(_theory)?/epoch_\d+"]]
     per_layer = {
         f"{desc}, all layers": ["Multiline", [rf"{GROUP[m]}/layer_\d+"]] for m, desc in LAYER_METRICS.items()
     }

@@ -213,13 +213,16 @@ def normalized_gain(act: str | Activation, norm: str, **kw) -> float:
     raise ValueError(f"norm must be 'batch' or 'layer', not {norm!r}")
 
 
-def residual_profile(act: str | Activation, sigma2: float, depth: int, **kw) -> list[float]:
+def residual_profile(act: str | Activation, sigma2: float, depth: int, *, pre_activation: bool = False,
+                     **kw) -> list[float]:  # fmt: skip
     """Predicted log10 ||dL/dz_l|| (up to a constant) of the Linear outputs 0..depth-2 of a net
     whose hidden width->width blocks are h + branch(h) / sqrt(blocks) (model.Residual), for a
     positively homogeneous activation (zero biases, wide limit). Going back through one block,
     the stream's squared gradient grows by 1 + chi / blocks (chi = sigma^2 E[phi'^2]); a branch's
     Linear output sees the stream's gradient times E[phi'^2] / blocks, the first Linear (outside
-    the scaled branches) times E[phi'^2]: a step of 1/2 log10(blocks) above the rest."""
+    the scaled branches) times E[phi'^2]: a step of 1/2 log10(blocks) above the rest. With
+    `pre_activation` (branch = act -> Linear) a branch's Linear output is the branch's end, so it
+    sees the stream's gradient times 1 / blocks, and the first Linear's output is the stream."""
     a = get(act)
     if not a.positively_homogeneous or depth < 3:
         return []
@@ -229,8 +232,9 @@ def residual_profile(act: str | Activation, sigma2: float, depth: int, **kw) -> 
     for _ in range(blocks):
         stream.append(stream[-1] + math.log10(1 + sigma2 * e_dphi2 / blocks))
     stream = stream[::-1]  # stream[l]: below block l (l = 0: the first Linear's output side)
-    first = 0.5 * (math.log10(e_dphi2) + stream[0])
-    return [first] + [0.5 * (math.log10(e_dphi2 / blocks) + above) for above in stream[1:]]
+    through = 1.0 if pre_activation else e_dphi2  # phi' between a Linear output and the stream
+    first = 0.5 * (math.log10(through) + stream[0])
+    return [first] + [0.5 * (math.log10(through / blocks) + above) for above in stream[1:]]
 
 
 def fitted_decay(profile: list[float]) -> float:

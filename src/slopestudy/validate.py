@@ -11,7 +11,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from slopestudy.config import ConfigError, StudyConfig, flat_dict
+from slopestudy import theory
+from slopestudy.config import SLOPED_ACTS, ConfigError, Init, SlopeRule, StudyConfig, flat_dict
 from slopestudy.resources import check_fits, pick_device
 
 
@@ -22,10 +23,35 @@ def to_study_config(cfg: DictConfig) -> StudyConfig:
     except OmegaConfBaseException as e:  # e.g. a missing value
         raise ConfigError(f"invalid config: {e}") from e
     assert isinstance(obj, StudyConfig)
+    resolve_slope(obj)
     if obj.tuned:
         apply_tuned(obj)
     check_fits(obj, pick_device(obj.device))
     return obj
+
+
+def resolve_slope(cfg: StudyConfig) -> None:
+    """With slope_rule=tat, set `slope` to TAT's slope for this job's depth (so run.json, runs.csv
+    and the HParams table carry the slope the net has); raise ConfigError where the rule cannot
+    apply. A slope already equal to it (a recorded config read back) is accepted."""
+    if cfg.slope_rule is not SlopeRule.tat:
+        return
+    if cfg.act not in SLOPED_ACTS:
+        raise ConfigError(f"invalid config: slope_rule=tat with act={cfg.act}; allowed: an activation "
+                          f"with a slope ({', '.join(a.value for a in SLOPED_ACTS)})")  # fmt: skip
+    if cfg.init is not Init.kaiming:
+        raise ConfigError(f"invalid config: slope_rule=tat with init={cfg.init}; allowed: init=kaiming "
+                          "(TAT's slope assumes the slope's own He scale)")  # fmt: skip
+    try:
+        slope = theory.tat_slope(cfg.depth, cfg.tat_eta)
+    except theory.UnreachableEta as e:
+        raise ConfigError(f"invalid config: slope_rule=tat at depth={cfg.depth}, tat_eta={cfg.tat_eta}: "
+                          f"{e}; allowed: a smaller tat_eta or a larger depth") from None  # fmt: skip
+    default = StudyConfig.__dataclass_fields__["slope"].default
+    if cfg.slope != default and not math.isclose(cfg.slope, slope, rel_tol=1e-9, abs_tol=1e-12):
+        raise ConfigError(f"invalid config: slope={cfg.slope!r} with slope_rule=tat; allowed: no slope "
+                          "(the rule computes it from the depth) or slope_rule=fixed")  # fmt: skip
+    cfg.slope = slope
 
 
 def apply_tuned(cfg: StudyConfig) -> None:
