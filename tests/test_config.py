@@ -75,3 +75,19 @@ def test_help_lists_every_key_with_its_default_and_meaning():
     assert "  slope (0.01): " + docs["slope"] in proc.stdout
     assert "  data.val_size (10000): Examples held out" in proc.stdout
     assert "+experiment=" in proc.stdout and "fair_tune" in proc.stdout
+
+
+def test_a_sweep_over_a_config_group_checks_each_jobs_own_tuned_cell(monkeypatch):
+    """Each job is composed with its own `+fix=...` before its tuned lr is looked up (the check
+    once validated the base config and stopped this sweep with 'no row for slope=0.01 ...')."""
+    from slopestudy.config import sweep_job_overrides
+    from slopestudy.validate import sweep_errors
+
+    monkeypatch.chdir(ROOT)  # the preset's tuned.csv path is relative, as for a user
+    task = ["+experiment=fixes_final", "depth=50", "+fix=leaky_he,leaky_residual"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        jobs = sweep_job_overrides(task, {"seed": "100,101", "+fix": "leaky_default"})
+        assert len(jobs) == 4 and ["+fix=leaky_residual", "seed=101"] == [o for o in jobs[-1] if "=" in o][-2:]
+        assert sweep_errors("config", jobs) == []
+        bad = sweep_errors("config", sweep_job_overrides([*task[:1], "depth=70", task[2]], None))
+    assert len(bad) == 2 and all("has no row" in e and "depth=70" in e for e in bad), bad

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from slopestudy.config import sweep_jobs
+from slopestudy.config import sweep_job_overrides
 from slopestudy.records import lock_holder, read_run
 from slopestudy.validate import sweep_errors
 
@@ -23,11 +23,8 @@ class SweepEnd(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         """Check the values of every job before any runs, so a typo fails in seconds."""
-        base = config.copy()
-        with open_dict(base):
-            del base["hydra"]
-        jobs = sweep_jobs(config.hydra.overrides.task, config.hydra.sweeper.get("params"))
-        errors = sweep_errors(base, jobs)
+        jobs = sweep_job_overrides(config.hydra.overrides.task, config.hydra.sweeper.get("params"))
+        errors = sweep_errors(config.hydra.job.config_name, jobs)
         if errors:
             print("\n".join(f"error: {e}" for e in errors), file=sys.stderr)
             raise SystemExit(2)  # SystemExit passes through Hydra's callback error handling

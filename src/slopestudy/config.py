@@ -254,9 +254,9 @@ def as_plain_dict(cfg: StudyConfig) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
 
 
-def sweep_jobs(task: list[str], params: dict | None) -> list[dict]:
-    """The jobs a basic-sweeper multirun expands to: command-line overrides (`task`) plus the
-    config's `hydra.sweeper.params` for keys the command line does not set, as {key: value}."""
+def _sweep_overrides(task: list[str], params: dict | None) -> list:
+    """The parsed overrides of a basic-sweeper multirun: command-line overrides (`task`) plus the
+    config's `hydra.sweeper.params` for keys the command line does not set."""
     # Not a cycle: Hydra's override parser (ANTLR) is only needed by sweeps, not by every run.
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -264,11 +264,25 @@ def sweep_jobs(task: list[str], params: dict | None) -> list[dict]:
     # a key on the command line replaces the same key in params, with or without `+` (`+fix=x`)
     given = {o.split("=", 1)[0].lstrip("+~") for o in task}
     task += [f"{k}={v}" for k, v in (params or {}).items() if k.lstrip("+~") not in given]
+    return OverridesParser.create().parse_overrides(task)
+
+
+def sweep_jobs(task: list[str], params: dict | None) -> list[dict]:
+    """The jobs a basic-sweeper multirun expands to, as {key: value}."""
     axes = {}
-    for o in OverridesParser.create().parse_overrides(task):
+    for o in _sweep_overrides(task, params):
         values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
         axes[o.get_key_element().lstrip("+~")] = values
     return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+
+
+def sweep_job_overrides(task: list[str], params: dict | None) -> list[list[str]]:
+    """The same jobs as the override lists Hydra composes each job from (`+fix=leaky_he`, ...)."""
+    axes = []
+    for o in _sweep_overrides(task, params):
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        axes.append([f"{o.get_key_element()}={v}" for v in values])  # the key keeps its `+` or `~`
+    return [list(combo) for combo in itertools.product(*axes)]
 
 
 def field_docs(cls: type) -> dict[str, str]:

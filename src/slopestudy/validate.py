@@ -91,25 +91,21 @@ def _same_value(mine: object, text: str) -> bool:
         return False
 
 
-def sweep_errors(base: DictConfig, jobs: list[dict]) -> list[str]:
+def sweep_errors(config_name: str, jobs: list[list[str]]) -> list[str]:
     """Validate every job of a sweep before the first one runs: one message per bad value.
 
-    `base` is the composed config without `hydra`; only plain keys are checked here (a group
-    choice such as `data=fashion` is a node, and Hydra checks those when it composes the job)."""
+    Each job is composed from its own overrides as Hydra will compose it (config groups such as
+    `+fix=...` included, so a tuned.csv row is looked up for the job's own cell), inside the
+    running Hydra app (or an `initialize_config_dir` context)."""
+    from hydra import compose
+    from hydra.errors import HydraException
+
     errors: dict[str, None] = {}  # ordered, without repeats
-    for job in jobs:
-        cfg = base.copy()
+    for overrides in jobs:
         try:
-            for key, value in job.items():
-                current = OmegaConf.select(cfg, key, default=_ABSENT)
-                if current is not _ABSENT and not isinstance(current, DictConfig):
-                    OmegaConf.update(cfg, key, value)
-            to_study_config(cfg)  # values, the device and the memory it needs
+            to_study_config(compose(config_name=config_name, overrides=overrides))
         except ConfigError as e:
             errors[str(e)] = None
-        except OmegaConfBaseException as e:
-            errors[f"invalid config: {key}={value!r}; {str(e).splitlines()[0]}"] = None
+        except (HydraException, OmegaConfBaseException) as e:
+            errors[f"invalid config: {' '.join(overrides)}; {str(e).splitlines()[0]}"] = None
     return list(errors)
-
-
-_ABSENT = object()
