@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -78,3 +80,14 @@ def test_step0_signal_decay_matches_mean_field_theory(init, slope):
     signal = probe.read()[1, : depth - 1].log10().numpy()
     fitted = np.polyfit(np.arange(depth - 1), signal, 1)[0]  # > 0: shrinks toward the input
     assert fitted == pytest.approx(theory_decay(init, slope, width), abs=0.03)
+
+
+def test_denormal_from_names_the_highest_layer_in_float32_denormals():
+    from slopestudy.probes import denormal_from
+
+    widths = [256, 256, 256, 10]
+    batch = 128
+    rms = [1e-40, 1e-31, 1e-20, 1.0]  # per unit, input side first
+    signal = [r * math.sqrt(batch * w) for r, w in zip(rms, widths, strict=True)]
+    assert denormal_from(signal, batch, widths) == 1
+    assert denormal_from([1.0] * 4, batch, widths) is None

@@ -5,6 +5,9 @@
     python -m slopestudy.bench --quick         # seconds: checks the code path only (CI)
     python -m slopestudy.bench --fixes         # what each fix of conf/fix/ costs per step:
                                                # writes results/bench_fixes.csv (section 8)
+    python -m slopestudy.bench --kernel        # the kernel probe's cost against a training step,
+                                               # and the default init's denormal slowdown at depth:
+                                               # writes results/bench_kernel.csv (section 9)
 
 Measures samples/s of (a) the matmul limit: the same matmuls a forward+backward does, with no
 autograd; (b) a bare training loop over in-memory tensors; (c) this project's instrumented
@@ -16,6 +19,7 @@ so a noisy neighbour hurts every variant alike. Prints and records the ratios.
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import statistics
 import sys
@@ -212,6 +216,57 @@ def fixes_cost(depths: list[int], rounds: int, n: int, root: str) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def kernel_cost(depths: list[int], rounds: int, n: int, root: str) -> pd.DataFrame:
+    """Per depth, interleaved rounds, medians: ms of one instrumented training step (probes armed,
+    as on a log step), of one kernel probe (all pairs of 128 probe examples, once per epoch), and
+    of a bare step of the default-init net against the He net of the same shape (the default
+    init's signal shrinks into float32 denormals past depth ~90, which are slow on CPUs)."""
+    from slopestudy.probes import kernel_profile
+
+    d, source = get_data(n, root)
+    rows = []
+    for depth in depths:
+        he = StudyConfig(depth=depth, slope=0.0, init="kaiming")
+        default = StudyConfig(depth=depth, slope=0.0, init="pytorch")
+        times: dict[str, list[float]] = {"step": [], "probe": [], "bare_he": [], "bare_default": []}
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Run(he, tmp, data=d)
+            xb, yb = d.x_train[: he.batch_size], d.y_train[: he.batch_size]
+            x_kernel = d.x_train[:128]
+            for r in range(rounds + 1):  # round 0 warms up
+                t0 = time.perf_counter()
+                for _ in range(5):
+                    run.forward_backward(xb, yb, measure=True)
+                    run.optimizer.step()
+                t1 = time.perf_counter()
+                kernel_profile(run.model, x_kernel).tolist()
+                t2 = time.perf_counter()
+                bare = {name: 1000 * cfg.batch_size / bare_loop(cfg, d) for name, cfg in
+                        (("bare_he", he), ("bare_default", default))}  # fmt: skip
+                if r:
+                    times["step"].append(1000 * (t1 - t0) / 5)
+                    times["probe"].append(1000 * (t2 - t1))
+                    for name, ms in bare.items():
+                        times[name].append(ms)
+        probe_ratio = statistics.median([p / s for p, s in zip(times["probe"], times["step"], strict=True)])
+        denormal = statistics.median(
+            [a / b for a, b in zip(times["bare_default"], times["bare_he"], strict=True)]
+        )
+        med = {k: statistics.median(v) for k, v in times.items()}
+        steps = math.ceil(50_000 / he.batch_size)
+        rows.append({"depth": depth, "ms_instrumented_step": round(med["step"], 2),
+                     "ms_kernel_probe": round(med["probe"], 2), "probe_per_step": round(probe_ratio, 3),
+                     "probe_per_epoch": round(med["probe"] / (steps * med["bare_he"]), 5),
+                     "ms_bare_step_he": round(med["bare_he"], 2),
+                     "ms_bare_step_default": round(med["bare_default"], 2),
+                     "default_over_he": round(denormal, 2), "rounds": rounds, "samples": n,
+                     "threads": torch.get_num_threads(), "data": source})  # fmt: skip
+        print(f"depth {depth:>3}: kernel probe {med['probe']:.1f} ms = x{probe_ratio:.2f} of one "
+              f"instrumented step ({med['step']:.1f} ms), once per {steps}-step epoch; "
+              f"default-init bare step x{denormal:.2f} of the He net's", flush=True)  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def thread_scaling(d: data_mod.Tensors, rounds: int) -> float:
     """Upper bound of the parallel speed-up on this machine: 2 one-thread jobs vs one 2-thread job,
     from the bare loop's samples/s at 1 and at 2 threads (depth 10), interleaved, median."""
@@ -252,10 +307,26 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the cost per step of each conf/fix/ preset (--depths 10,30,50 unless given)",
     )
+    p.add_argument(
+        "--kernel",
+        action="store_true",
+        help="only the kernel probe's cost and the default init's denormal slowdown (--depths 100,200)",
+    )
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where data and model live")
     args = p.parse_args(argv)
     global DEVICE
     DEVICE = torch.device(args.device)
+    if args.kernel:
+        if args.quick:
+            args.rounds, args.samples, args.depths = 1, 512, "3"
+        elif args.depths == p.get_default("depths"):
+            args.depths = "100,200"
+        out = Path(args.out if args.out != p.get_default("out") else ROOT / "results" / "bench_kernel.csv")
+        table = kernel_cost([int(x) for x in args.depths.split(",")], args.rounds, args.samples, args.root)
+        if args.out and not args.quick:
+            table.to_csv(out, index=False)
+            print(f"wrote {out}")
+        return 0
     if args.fixes:
         if args.quick:
             args.rounds, args.samples, args.depths = 1, 512, "3"

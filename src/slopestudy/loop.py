@@ -18,7 +18,7 @@ from slopestudy import checkpoint, tblog
 from slopestudy import data as data_mod
 from slopestudy.config import Optimizer, StudyConfig, as_plain_dict
 from slopestudy.model import build_mlp, linears, prelus, theory_kernel_profile
-from slopestudy.probes import GradientProbe, activation_stats, kernel_profile, pair_cosines
+from slopestudy.probes import GradientProbe, activation_stats, denormal_from, kernel_profile, pair_cosines
 from slopestudy.records import (
     DONE,
     RUN_JSON,
@@ -135,6 +135,7 @@ class Run:
         self._epoch_norms.append(grad + signal)
         self.log_prelu(step)
         if step == 0:
+            self.warn_if_denormal(signal)
             self.record["grad_norm_step0"] = grad
             self.record["signal_norm_step0"] = signal
             self.logger.profile("signal_norm", signal, 0)
@@ -142,6 +143,17 @@ class Run:
             for tag, value in gradflow(self.record).items():
                 self.logger.scalar(tag, value, 0)
         return loss_value
+
+    def warn_if_denormal(self, signal: list[float]) -> None:
+        """One line when the step-0 signal falls into float32 denormals (probes.denormal_from): CPUs
+        handle them many times slower (`python -m slopestudy.bench --kernel` measures it). Flushing
+        them to zero would change the measured norms there, so the run only says so."""
+        widths = [layer.out_features for layer in linears(self.model)]
+        top = denormal_from(signal, self.cfg.batch_size, widths)
+        if top is not None and self.device.type == "cpu":
+            log.warning("the backprop signal is below 1e-30 per unit from layer %d down to the input: "
+                        "float32 denormals make CPU steps much slower here; init=kaiming keeps it O(1)",
+                        top)  # fmt: skip
 
     def log_prelu(self, step: int) -> list[float]:
         """PReLU's learned slopes per hidden layer (the mean over units for per-unit)."""

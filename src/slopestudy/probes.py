@@ -152,3 +152,19 @@ def grad_ratio(grad: list[float] | None) -> float:
     if not grad or len(grad) < 2 or grad[0] <= 0 or grad[-1] <= 0:
         return math.nan
     return math.log10(grad[0] / grad[-1])
+
+
+# Per-unit RMS below which float32 denormals are in play (normal numbers end at 1.2e-38; an RMS of
+# 1e-30 leaves many entries of the gradient far below it).
+DENORMAL_RMS = 1e-30
+
+
+def denormal_from(signal: list[float], batch_size: int, widths: list[int]) -> int | None:
+    """The highest layer whose signal norm per unit (norm / sqrt(batch x width)) is below
+    DENORMAL_RMS, or None: from there to the input the backward pass computes with denormals."""
+    low = [
+        i
+        for i, (s, w) in enumerate(zip(signal, widths, strict=True))
+        if s / math.sqrt(batch_size * w) < DENORMAL_RMS
+    ]
+    return max(low) if low else None

@@ -215,13 +215,23 @@ KERNEL_ARMS = (
 SLOPE_DEPTHS = (100, 200)
 
 
+# where a choice fell on an edge of KERNEL_LRS, the grid widened (validation only, 2 seeds each)
+KERNEL_WIDENED = {50: "0.01,0.03"}  # every arm chose 0.003, the top
+
+
 def _kernel_sweeps(preset: str, depth: int, *extra: str) -> tuple[Sweep, ...]:
     return tuple(Sweep(preset, (*arm, f"depth={depth}", *extra)) for arm in KERNEL_ARMS)
 
 
+def _kernel_tune_sweeps(depth: int) -> tuple[Sweep, ...]:
+    widened = (_kernel_sweeps("kernel_tune", depth, f"lr={KERNEL_WIDENED[depth]}")
+               if depth in KERNEL_WIDENED else ())  # fmt: skip
+    return (*_kernel_sweeps("kernel_tune", depth, f"lr={KERNEL_LRS}"), *widened)
+
+
 SECTIONS |= {s.name: s for s in (
     Section("kernel_tune", "9. Where the slope decides: the kernel (lr per arm and depth)", summaries=tuple(
-        Summarize(f"kernel_tune_d{d}", tune="lr", sweeps=_kernel_sweeps("kernel_tune", d, f"lr={KERNEL_LRS}"))
+        Summarize(f"kernel_tune_d{d}", tune="lr", sweeps=_kernel_tune_sweeps(d))
         for d in KERNEL_DEPTHS)),
     Section("kernel_final", "9. Where the slope decides: the kernel (5 seeds per arm)", summaries=tuple(
         Summarize(f"kernel_final_d{d}", sweeps=_kernel_sweeps("kernel_final", d)) for d in KERNEL_DEPTHS),
