@@ -145,14 +145,16 @@ class Run:
         return loss_value
 
     def warn_if_denormal(self, signal: list[float]) -> None:
-        """One line when the step-0 signal falls into float32 denormals (probes.denormal_from): CPUs
-        handle them many times slower (`python -m slopestudy.bench --kernel` measures it). Flushing
-        them to zero would change the measured norms there, so the run only says so."""
+        """One line when the step-0 signal falls into float32 denormals (probes.denormal_from): some
+        CPUs compute them many times slower (`python -m slopestudy.bench --kernel` measures the
+        default init against He side by side; on the development machine it found no slowdown).
+        Flushing them to zero would change the measured norms there, so the run only says so."""
         widths = [layer.out_features for layer in linears(self.model)]
         top = denormal_from(signal, self.cfg.batch_size, widths)
         if top is not None and self.device.type == "cpu":
             log.warning("the backprop signal is below 1e-30 per unit from layer %d down to the input: "
-                        "float32 denormals make CPU steps much slower here; init=kaiming keeps it O(1)",
+                        "float32 denormals, which some CPUs compute many times slower (python -m "
+                        "slopestudy.bench --kernel measures this one); init=kaiming keeps it O(1)",
                         top)  # fmt: skip
 
     def log_prelu(self, step: int) -> list[float]:
