@@ -226,6 +226,8 @@ def _kernel_sweeps(preset: str, depth: int, *extra: str) -> tuple[Sweep, ...]:
 def _kernel_tune_sweeps(depth: int) -> tuple[Sweep, ...]:
     widened = (_kernel_sweeps("kernel_tune", depth, f"lr={KERNEL_WIDENED[depth]}")
                if depth in KERNEL_WIDENED else ())  # fmt: skip
+    if depth == 50:  # the residual net chose 0.03, the widened top: one step more
+        widened += (Sweep("kernel_tune", (*KERNEL_ARMS[2], "depth=50", "lr=0.1")),)
     return (*_kernel_sweeps("kernel_tune", depth, f"lr={KERNEL_LRS}"), *widened)
 
 
