@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slopestudy.analyses import claims, fair, fixes, headline, learned, redo
+from slopestudy.analyses import claims, fair, fixes, headline, kernel, learned, redo
 from slopestudy.sweeps import Sweep
 
 
@@ -234,7 +234,8 @@ def _kernel_tune_sweeps(depth: int) -> tuple[Sweep, ...]:
 SECTIONS |= {s.name: s for s in (
     Section("kernel_tune", "9. Where the slope decides: the kernel (lr per arm and depth)", summaries=tuple(
         Summarize(f"kernel_tune_d{d}", tune="lr", sweeps=_kernel_tune_sweeps(d))
-        for d in KERNEL_DEPTHS)),
+        for d in KERNEL_DEPTHS), blocks=lambda r: {"kernel_step0": kernel.step0_table(r)},
+        figures={"kernel_step0.png": kernel.step0_figure}),
     Section("kernel_final", "9. Where the slope decides: the kernel (5 seeds per arm)", summaries=tuple(
         Summarize(f"kernel_final_d{d}", sweeps=_kernel_sweeps("kernel_final", d)) for d in KERNEL_DEPTHS),
         needs=("kernel_tune",)),

@@ -241,6 +241,9 @@ def write_tables(s: Summary, tune_key: str | None = None) -> None:
     if not s.epochs.empty:  # accuracy per run and evaluation (`run`: the row of runs.csv)
         s.epochs.to_csv(s.out_dir / "epochs.csv", index=False)
     s.agg.to_csv(s.out_dir / "aggregate.csv", index=False)
+    kernel = s.layers[s.layers["quantity"].str.startswith("kernel_cos")] if not s.layers.empty else s.layers
+    if not kernel.empty:  # the kernel probe per run and layer (`run`: the row of runs.csv)
+        kernel.to_csv(s.out_dir / "kernel_layers.csv", index=False)
     md = ["# Sweep summary", "", *[f"- {n}" for n in s.notes], ""]
     if s.agg.empty:
         md.append("No completed runs to tabulate.")
