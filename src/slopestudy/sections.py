@@ -217,6 +217,7 @@ SLOPE_DEPTHS = (100, 200)
 
 # where a choice fell on an edge of KERNEL_LRS, the grid widened (validation only, 2 seeds each)
 KERNEL_WIDENED = {50: "0.01,0.03"}  # every arm chose 0.003, the top
+KERNEL_WIDENED_RESIDUAL = {100: "0.01,0.03"}  # the residual net alone chose the top, 0.003
 
 
 def _kernel_sweeps(preset: str, depth: int, *extra: str) -> tuple[Sweep, ...]:
@@ -228,6 +229,10 @@ def _kernel_tune_sweeps(depth: int) -> tuple[Sweep, ...]:
                if depth in KERNEL_WIDENED else ())  # fmt: skip
     if depth == 50:  # the residual net chose 0.03, the widened top: one step more
         widened += (Sweep("kernel_tune", (*KERNEL_ARMS[2], "depth=50", "lr=0.1")),)
+    if depth in KERNEL_WIDENED_RESIDUAL:
+        widened += (
+            Sweep("kernel_tune", (*KERNEL_ARMS[2], f"depth={depth}", f"lr={KERNEL_WIDENED_RESIDUAL[depth]}")),
+        )
     return (*_kernel_sweeps("kernel_tune", depth, f"lr={KERNEL_LRS}"), *widened)
 
 
