@@ -107,5 +107,15 @@ def sweep_errors(config_name: str, jobs: list[list[str]]) -> list[str]:
         except ConfigError as e:
             errors[str(e)] = None
         except (HydraException, OmegaConfBaseException) as e:
-            errors[f"invalid config: {' '.join(overrides)}; {str(e).splitlines()[0]}"] = None
+            errors[_composition_error(e, overrides)] = None
     return list(errors)
+
+
+def _composition_error(error: Exception, overrides: list[str]) -> str:
+    """One line naming the key and value that failed to compose (OmegaConf's cause carries the
+    key), e.g. `invalid config: slope='abc'; Value 'abc' of type 'str' could not be converted ...`."""
+    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
+    key = getattr(cause, "full_key", None)
+    given = {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[1] for o in overrides if "=" in o}
+    what = f"{key}={given[key]!r}" if key in given else " ".join(overrides)
+    return f"invalid config: {what}; {str(cause).splitlines()[0]}"
