@@ -225,14 +225,16 @@ def _kernel_sweeps(preset: str, depth: int, *extra: str) -> tuple[Sweep, ...]:
 
 
 def _kernel_tune_sweeps(depth: int) -> tuple[Sweep, ...]:
-    widened = (_kernel_sweeps("kernel_tune", depth, f"lr={KERNEL_WIDENED[depth]}")
-               if depth in KERNEL_WIDENED else ())  # fmt: skip
-    if depth == 50:  # the residual net chose 0.03, the widened top: one step more
-        widened += (Sweep("kernel_tune", (*KERNEL_ARMS[2], "depth=50", "lr=0.1")),)
+    widened = (
+        _kernel_sweeps("kernel_tune", depth, f"lr={KERNEL_WIDENED[depth]}") if depth in KERNEL_WIDENED else ()
+    )
+    residual = KERNEL_ARMS[2]
     if depth in KERNEL_WIDENED_RESIDUAL:
         widened += (
-            Sweep("kernel_tune", (*KERNEL_ARMS[2], f"depth={depth}", f"lr={KERNEL_WIDENED_RESIDUAL[depth]}")),
+            Sweep("kernel_tune", (*residual, f"depth={depth}", f"lr={KERNEL_WIDENED_RESIDUAL[depth]}")),
         )
+    if depth in (50, 100):  # the residual net chose 0.03, the widened top: one step more
+        widened += (Sweep("kernel_tune", (*residual, f"depth={depth}", "lr=0.1")),)
     return (*_kernel_sweeps("kernel_tune", depth, f"lr={KERNEL_LRS}"), *widened)
 
 
