@@ -68,6 +68,19 @@ class GradientProbe:
         return out
 
 
+def run_hooked(model: nn.Module, x: torch.Tensor, handles: list) -> None:
+    """One forward pass of x in eval mode (BatchNorm's running statistics, as at evaluation) for
+    the hooks in `handles` to read; then the hooks are removed and the model's mode restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+
+
 @torch.no_grad()
 def activation_stats(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """(3, L-1) on the device for the hidden layers: dead fraction (the activation's input <= 0
@@ -87,14 +100,7 @@ def activation_stats(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
     handles = [m.register_forward_pre_hook(before) for m in acts]
     handles += [m.register_forward_hook(after) for m in acts]
-    was_training = model.training
-    model.eval()
-    try:
-        model(x)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    run_hooked(model, x, handles)
     mean, std = zip(*out_stats, strict=True)
     return torch.stack([torch.stack(dead), torch.stack(mean), torch.stack(std)])
 
@@ -117,14 +123,7 @@ def kernel_profile(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     cosines: list[torch.Tensor] = []
     handles = [m.register_forward_hook(lambda _m, _i, z: cosines.append(mean_pair_cosine(z)))
                for m in linears(model)]  # fmt: skip
-    was_training = model.training
-    model.eval()
-    try:
-        model(x)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    run_hooked(model, x, handles)
     return torch.stack(cosines)
 
 
