@@ -162,6 +162,17 @@ def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path, capsys):
     assert not (tmp_path / "multirun").exists()
 
 
+def test_run_only_runs_the_named_summaries(tmp_path, capsys):
+    argv = ["--root", str(tmp_path), "run", "kernel_tune", "kernel_final", "--dry-run"]
+    assert main([*argv, "--only", "kernel_final_d50", "kernel_tune_d200"]) == 0
+    out = capsys.readouterr().out
+    assert "--out results/kernel_tune_d200 --tune lr" in out and "--out results/kernel_final_d50" in out
+    assert "kernel_tune_d50 " not in out and "kernel_final_d100" not in out
+    with pytest.raises(SystemExit) as stop:  # a typo is one line and exit 2, before anything runs
+        main([*argv, "--only", "kernel_final_d60"])
+    assert stop.value.code == 2 and "no summary kernel_final_d60" in capsys.readouterr().err
+
+
 # --- the analyses, on frames small enough to check by hand ------------------------------------
 def test_page_blocks_and_grid():
     text = "a\n<!-- study x: begin -->\nold\n<!-- study x: end -->\nb\n"

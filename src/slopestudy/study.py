@@ -2,6 +2,7 @@
 
     python -m slopestudy.study status [SECTION...]        jobs done, compute spent, is the page current
     python -m slopestudy.study run SECTION... [--dry-run]  run what is missing, summarize, report
+        [--only SUMMARY...]                                 just these summaries (e.g. kernel_tune_d200)
     python -m slopestudy.study report [SECTION...]        the page's tables from the committed summaries
 
 `run` goes through a section's summaries in order. Each sweep runs as `python train.py -m
@@ -145,14 +146,18 @@ def status(study: Study, sections: list[Section]) -> str:
 
 
 # --- run ---------------------------------------------------------------------------------------
-def run(study: Study, sections: list[Section], dry_run: bool = False) -> int:
-    """Run what is missing in `sections`, in order; 1 if a sweep ended with failed jobs."""
+def run(study: Study, sections: list[Section], dry_run: bool = False, only: list[str] | None = None) -> int:
+    """Run what is missing in `sections`, in order (with `only`, just those summaries: the others'
+    sweep folders may be gone from this machine while their summaries are committed); 1 if a sweep
+    ended with failed jobs."""
     check_needs(study, sections)
     resolved = resolve([sweep for section in sections for sweep in section.sweeps])
     failures = 0
     rewritten: set[str] = set()  # tuned.csv files written in this run: the sweeps that read them rerun
     for section in sections:
         for summary in section.summaries:
+            if only and summary.out not in only:
+                continue
             ran, failed = run_sweeps(study, section, summary, resolved, dry_run, rewritten)
             failures += failed
             if summary_step(study, section, summary, resolved, dry_run, ran) and summary.tune:
@@ -254,6 +259,13 @@ def parser(sections: dict[str, Section]) -> argparse.ArgumentParser:
     run_cmd.add_argument(
         "--launcher", default="parallel", help="hydra/launcher for the sweeps (default parallel)"
     )
+    run_cmd.add_argument(
+        "--only",
+        nargs="+",
+        metavar="SUMMARY",
+        default=None,
+        help="run just these summaries of the sections (e.g. kernel_tune_d200)",
+    )
     run_cmd.add_argument("--echo", action="store_true", help="sweep output to this terminal, not to a .log")
     run_cmd.add_argument("--progress-every", type=float, default=60.0, metavar="S", help="default 60 s")
     figures = "also redraw the figures the CSVs determine (about 10 s per summary)"
@@ -280,9 +292,15 @@ def main(argv: list[str] | None = None, sections: dict[str, Section] | None = No
         return 0
     if not args.sections:
         p.error("run: name the sections to run (or all): " + ", ".join(study.sections))
+    known = [s.out for section in chosen for s in section.summaries]
+    if unknown := [o for o in args.only or () if o not in known]:
+        p.error(
+            f"--only: no summary {', '.join(unknown)} in {', '.join(args.sections)}; "
+            f"known: {', '.join(known)}"
+        )
     launch.launcher, launch.echo, launch.progress_every = args.launcher, args.echo, args.progress_every
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the running sweep is stopped too
-    return run(study, chosen, dry_run=args.dry_run)
+    return run(study, chosen, dry_run=args.dry_run, only=args.only)
 
 
 if __name__ == "__main__":
