@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 data: $(STAMP)
-	$(PY) -m slopestudy.data --root data
+	$(PY) -m slopestudy.run.data --root data
 
 study: data
 	$(PY) train.py -m $(STUDY_ARGS)

@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from slopestudy.app import run_job
 from slopestudy.config import register
+from slopestudy.run.job import run_job
 
 register()
 

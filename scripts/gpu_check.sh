@@ -10,7 +10,7 @@
 #   study_runs.tsv      per run: training seconds (run.json history) and wall (job folder times)
 #   study_runs.tar.gz   the sweep's run.json files and summary, without TensorBoard events
 #   gpu_tests.log       pytest -m gpu
-#   bench_gpu.md        python -m slopestudy.bench --device cuda
+#   bench_gpu.md        python -m slopestudy.tools.bench --device cuda
 #   profile.txt         where one depth-30 run's time goes; CUDA graph and batched-runs prototypes
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +38,7 @@ timeout 60 python3 -c "import hydra, omegaconf, tqdm, tabulate; print('hydra', h
 
 step "MNIST from .gpu/mnist"
 mkdir -p data/MNIST/raw && cp .gpu/mnist/*.gz data/MNIST/raw/
-timeout 60 python3 -m slopestudy.data --root data || exit 1  # unpacks the .gz and checks MD5
+timeout 60 python3 -m slopestudy.run.data --root data || exit 1  # unpacks the .gz and checks MD5
 
 step "the default 24-run study sweep (make study's STUDY_ARGS), basic launcher, device=cuda"
 SWEEP=/tmp/study_gpu
@@ -98,7 +98,7 @@ timeout "$(cap 120)" python3 -m pytest -m gpu -v -p no:cacheprovider tests/test_
 echo "pytest -m gpu: rc=$?"; tail -8 "$OUT/gpu_tests.log"
 
 step "benchmark"
-timeout "$(cap 100)" python3 -m slopestudy.bench --device cuda --rounds 3 --out "$OUT/bench_gpu.md"
+timeout "$(cap 100)" python3 -m slopestudy.tools.bench --device cuda --rounds 3 --out "$OUT/bench_gpu.md"
 echo "bench: rc=$?"
 
 step "profile of one depth-30 run, and two fixes measured"
@@ -116,11 +116,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from slopestudy import bench
-from slopestudy import data as data_mod
+from slopestudy.tools import bench
+from slopestudy.run import data as data_mod
 from slopestudy.config import DataConfig, Device, Init, StudyConfig
-from slopestudy.loop import Run
-from slopestudy.model import build_mlp, linears
+from slopestudy.run.trainer import Run
+from slopestudy.run.model import build_mlp, linears
 
 DEV = torch.device(os.environ.get("PROFILE_DEVICE", "cuda"))
 QUICK = os.environ.get("PROFILE_QUICK") == "1"  # tiny sizes: check the code path on a CPU

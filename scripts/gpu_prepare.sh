@@ -3,7 +3,7 @@
 # matplotlib, pytest and PyYAML, but no Hydra and no internet. Into .gpu/ (git-ignored):
 #   .gpu/whl/   hydra-core, omegaconf, antlr4 runtime, the joblib launcher (all py3-none-any wheels,
 #               so any Python 3 takes them; the GPU machine's is 3.12.3)
-#   .gpu/mnist/ the four raw MNIST files, gzipped (~11 MB; slopestudy.data unpacks them)
+#   .gpu/mnist/ the four raw MNIST files, gzipped (~11 MB; slopestudy.run.data unpacks them)
 # Then, with the device tool:  run(command="bash scripts/gpu_check.sh", carry=[".gpu"], timeout_s=480)
 # (about 220 s on an H200; results/bench_gpu.md)
 set -euo pipefail

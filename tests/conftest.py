@@ -139,15 +139,15 @@ class Child:
 def mlp(**kw):
     """build_mlp for the config keys given (the rest at their defaults)."""
     from slopestudy.config import StudyConfig
-    from slopestudy.model import build_mlp
+    from slopestudy.run.model import build_mlp
 
     return build_mlp(StudyConfig(**kw))
 
 
 def theory_decay(init, slope, width=256, gain=2.0, depth=10, **kw):
-    """model.theory_decay_per_layer for these keys (for LeakyReLU the decay does not depend on depth)."""
+    """profiles.theory_decay_per_layer for these keys (for LeakyReLU the decay does not depend on depth)."""
     from slopestudy.config import Init, StudyConfig
-    from slopestudy.model import theory_decay_per_layer
+    from slopestudy.science.profiles import theory_decay_per_layer
 
     return theory_decay_per_layer(StudyConfig(init=Init(init), slope=slope, width=width, init_gain=gain,
                                               depth=depth, **kw))  # fmt: skip

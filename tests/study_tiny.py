@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from slopestudy.sections import SECTIONS, Section, Summarize
-from slopestudy.study import main
-from slopestudy.sweeps import Sweep
+from slopestudy.study.runner import main
+from slopestudy.study.sections import SECTIONS, Section, Summarize
+from slopestudy.study.sweeps import Sweep
 
 # A net of width 16 on 192 training images: seconds per job
 SMALL = ("width=16", "batch_size=32", "probe_size=64", "log_every=3", "hist_every=6", "data.val_size=64",

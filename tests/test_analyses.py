@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from slopestudy import stats
-from slopestudy.analyses import fair, learned, protocol
-from slopestudy.cells import accuracy_ci, compare_to
+from slopestudy.science import stats
+from slopestudy.study.analyses import fair, learned, protocol
+from slopestudy.summary.cells import accuracy_ci, compare_to
 
 
 def runs(cells: dict[tuple[int, float], list[float]], init: str = "pytorch") -> pd.DataFrame:

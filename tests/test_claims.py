@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from slopestudy import stats
-from slopestudy.analyses import claims, fixes
+from slopestudy.science import stats
+from slopestudy.study.analyses import claims, fixes
 
 
 def runs(rows):

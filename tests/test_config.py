@@ -7,7 +7,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import OmegaConfBaseException
 
 from slopestudy.config import ConfigError, Init, StudyConfig, register
-from slopestudy.validate import to_study_config
+from slopestudy.run.validate import to_study_config
 
 from .conftest import ROOT
 
@@ -81,7 +81,7 @@ def test_a_sweep_over_a_config_group_checks_each_jobs_own_tuned_cell(monkeypatch
     """Each job is composed with its own `+fix=...` before its tuned lr is looked up (the check
     once validated the base config and stopped this sweep with 'no row for slope=0.01 ...')."""
     from slopestudy.config import sweep_job_overrides
-    from slopestudy.validate import sweep_errors
+    from slopestudy.run.validate import sweep_errors
 
     monkeypatch.chdir(ROOT)  # the preset's tuned.csv path is relative, as for a user
     task = ["+experiment=fixes_final", "depth=50", "+fix=leaky_he,leaky_residual"]

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from slopestudy import data
 from slopestudy.config import DataConfig
+from slopestudy.run import data
 
 from .conftest import REAL_DATA, write_tiny_mnist
 

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from slopestudy import forward_check, theory
+from slopestudy.science import theory
+from slopestudy.tools import forward_check
 
 
 def _batch(n=64, seed=0):

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from slopestudy.config import Device, Init, StudyConfig
-from slopestudy.loop import Run
-from slopestudy.probes import GradientProbe
+from slopestudy.run.probes import GradientProbe
+from slopestudy.run.trainer import Run
 
 from .conftest import mlp
 from .test_probes import autograd_reference
@@ -59,8 +59,8 @@ def test_resumed_gpu_run_matches_an_uninterrupted_one(tiny_root, tmp_path):
 
 
 def test_no_host_sync_between_log_steps_and_divergence_still_caught(tiny_root):
-    from slopestudy import data as data_mod
     from slopestudy.config import DataConfig
+    from slopestudy.run import data as data_mod
 
     cfg = StudyConfig(depth=4, width=64, batch_size=32, lr=1e6, log_every=1000, epochs=1,
                       device=Device.cuda, data=DataConfig(root=str(tiny_root), fetch=False,

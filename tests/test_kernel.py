@@ -11,8 +11,6 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from slopestudy import theory
-from slopestudy.collect import collect
 from slopestudy.config import (
     ConfigError,
     Init,
@@ -22,9 +20,12 @@ from slopestudy.config import (
     config_from_record,  # fmt: skip
     register,
 )
-from slopestudy.model import build_mlp, linears, theory_kernel_profile
-from slopestudy.probes import kernel_profile, mean_pair_cosine, pair_cosines
-from slopestudy.validate import to_study_config
+from slopestudy.run.model import build_mlp, linears
+from slopestudy.run.probes import kernel_profile, mean_pair_cosine, pair_cosines
+from slopestudy.run.validate import to_study_config
+from slopestudy.science import theory
+from slopestudy.science.profiles import theory_kernel_profile
+from slopestudy.summary.collect import collect
 
 from .conftest import ROOT
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from slopestudy import bench
+from slopestudy.tools import bench
 
 from .conftest import ROOT
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from slopestudy.config import Act, Init, PreluParams
-from slopestudy.model import linears, prelus
-from slopestudy.summarize import summarize
+from slopestudy.run.model import linears, prelus
+from slopestudy.summary.summarize import summarize
 
 from .conftest import mlp, theory_decay
 from .test_reliability import train

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from slopestudy.config import Act, ConfigError, Init, Norm, StudyConfig
-from slopestudy.model import Residual, activations, linears
+from slopestudy.run.model import Residual, activations, linears
 
 from .conftest import mlp, theory_decay
 

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from slopestudy.config import Init
-from slopestudy.model import linears
-from slopestudy.probes import GradientProbe, activation_stats
+from slopestudy.run.model import linears
+from slopestudy.run.probes import GradientProbe, activation_stats
 
 from .conftest import mlp, theory_decay
 
@@ -83,7 +83,7 @@ def test_step0_signal_decay_matches_mean_field_theory(init, slope):
 
 
 def test_denormal_from_names_the_highest_layer_in_float32_denormals():
-    from slopestudy.probes import denormal_from
+    from slopestudy.science.profiles import denormal_from
 
     widths = [256, 256, 256, 10]
     batch = 128

@@ -10,8 +10,8 @@ from importlib.metadata import version
 import pytest
 import torch
 
-from slopestudy.signals import PAUSE_ENV, PAUSED_MESSAGE
-from slopestudy.summarize import summarize
+from slopestudy.run.stopping import PAUSE_ENV, PAUSED_MESSAGE
+from slopestudy.summary.summarize import summarize
 
 from .conftest import ROOT, Child, run_child
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from slopestudy.config import ConfigError, Optimizer, StudyConfig
-from slopestudy.resources import check_fits, estimate_bytes, pick_device
+from slopestudy.run.resources import check_fits, estimate_bytes, pick_device
 
 from .conftest import REAL_DATA, ROOT
 

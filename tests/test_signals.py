@@ -1,4 +1,4 @@
-"""The run's stop handling (slopestudy.signals), in-process: a stop signal that arrives while a
+"""The run's stop handling (slopestudy.run.stopping), in-process: a stop signal that arrives while a
 scheduler's handler (submitit's requeue on SIGUSR2) runs waits for that handler."""
 
 import os
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from slopestudy.signals import Interrupted, stop_on_signals
+from slopestudy.run.stopping import Interrupted, stop_on_signals
 
 
 @pytest.fixture

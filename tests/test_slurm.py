@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from slopestudy.signals import PAUSE_ENV, PAUSED_MESSAGE
-from slopestudy.summarize import summarize
+from slopestudy.run.stopping import PAUSE_ENV, PAUSED_MESSAGE
+from slopestudy.summary.summarize import summarize
 
 from .conftest import ROOT
 

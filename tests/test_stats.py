@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from slopestudy import stats
+from slopestudy.science import stats
 
 T4 = 2.7764451  # t(0.975, 4)
 

@@ -14,13 +14,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slopestudy.analyses import fair, headline, learned, protocol
-from slopestudy.analyses.page import read_block, replace_block
-from slopestudy.publish import FROM_TABLES, NEED_SWEEP, PAGE, published_state, redraw, report
-from slopestudy.sections import SECTIONS, Summarize
-from slopestudy.study import Study, main, run_sweeps
-from slopestudy.sweeps import Job, Launch, Sweep, comparable, done_in_folder, done_in_table, parts, resolve
-from slopestudy.tables import md_table, pm
+from slopestudy.study.analyses import fair, headline, learned, protocol
+from slopestudy.study.analyses.page import read_block, replace_block
+from slopestudy.study.publish import FROM_TABLES, NEED_SWEEP, PAGE, published_state, redraw, report
+from slopestudy.study.runner import Study, main, run_sweeps
+from slopestudy.study.sections import SECTIONS, Summarize
+from slopestudy.study.sweeps import (
+    Job,
+    Launch,
+    Sweep,
+    comparable,
+    done_in_folder,
+    done_in_table,
+    parts,
+    resolve,
+)
+from slopestudy.summary.tables import md_table, pm
 
 from .conftest import ROOT, Child, run_child
 from .study_tiny import FIRST, SECOND

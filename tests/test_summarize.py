@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from slopestudy import collect
-from slopestudy.figures import accuracy_vs_depth, signal_norm_step0, val_curves
-from slopestudy.probes import fit_decay, grad_ratio
-from slopestudy.summarize import main, summarize, tables_from_runs
+from slopestudy.science.profiles import fit_decay, grad_ratio
+from slopestudy.summary import collect
+from slopestudy.summary.figures import accuracy_vs_depth, signal_norm_step0, val_curves
+from slopestudy.summary.summarize import main, summarize, tables_from_runs
 
 from .conftest import theory_decay
 

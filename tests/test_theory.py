@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy import integrate, special
 
-from slopestudy import theory as t
 from slopestudy.config import Init, StudyConfig
-from slopestudy.model import theory_decay_per_layer
+from slopestudy.science import theory as t
+from slopestudy.science.profiles import theory_decay_per_layer
 
 SLOPES = [0.0, 0.01, 0.2, 0.5]
 

@@ -7,9 +7,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from slopestudy.config import ConfigError, register
-from slopestudy.summarize import summarize
-from slopestudy.tuning import rank_values
-from slopestudy.validate import to_study_config
+from slopestudy.run.validate import to_study_config
+from slopestudy.summary.summarize import summarize
+from slopestudy.summary.tuning import rank_values
 
 from .conftest import ROOT
 from .test_summarize import make_run

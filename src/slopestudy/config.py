@@ -14,10 +14,11 @@ import math
 import textwrap
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
+
+from slopestudy.paths import CONF
 
 
 class ConfigError(ValueError):
@@ -311,8 +312,7 @@ def help_text() -> str:
         shown = "null" if value is None else value
         lines.append(f"  {key} ({shown}): {docs.get(key, '')}")
     lines += ["", "Config groups: data=mnist|fashion, hydra/launcher=parallel|slurm|submitit_local,",
-              "  +experiment=" + "|".join(sorted(p.stem for p in (Path(__file__).parents[2] / "conf" /
-                                                                   "experiment").glob("*.yaml"))),
+              "  +experiment=" + "|".join(sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))),
               "", "Hydra's own options: python train.py --hydra-help"]  # fmt: skip
     return "\n".join(lines).replace("$", "$$")  # the template is a string.Template
 

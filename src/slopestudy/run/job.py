@@ -1,0 +1,135 @@
+"""The Hydra job: validate the config, run it, record failures in run.json."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import shutil
+import sys
+import traceback
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from slopestudy.config import ConfigError, as_plain_dict, schema_defaults
+from slopestudy.run.records import (
+    DONE,
+    RUN_JSON,
+    FolderLock,
+    read_run,
+    report,
+    same_config,
+    write_json_atomic,
+)
+from slopestudy.run.stopping import Interrupted
+from slopestudy.run.trainer import Run
+from slopestudy.run.validate import to_study_config
+
+log = logging.getLogger("slopestudy")
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """Body of `python train.py`; returns the final test accuracy (Hydra's job return value).
+
+    In a multirun a failing job records `status: failed` in its run.json and returns, so the
+    other jobs still run and the end-of-sweep callback still summarizes; that callback then
+    lists the failures and exits non-zero. A single run re-raises.
+    """
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        study_cfg = to_study_config(cfg)  # values, device and memory: all config errors
+    except ConfigError as e:
+        if not multirun:
+            remove_unused_job_dir(out_dir)
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        log.error("%s", e)
+        record_failure(out_dir, cfg, e)
+        return None
+    lock = FolderLock(out_dir)
+    holder = lock.acquire()
+    if holder is not None:
+        # Another process (a sweep restarted while the first still runs, a requeued SLURM job)
+        # is writing this folder: leave run.json, the checkpoint and the events to it.
+        msg = f"{out_dir} is in use by process {holder} (another run of this job); not touching it"
+        if not multirun:
+            print(f"error: {msg}", file=sys.stderr)
+            raise SystemExit(3)
+        log.warning("skipped: %s", msg)
+        return None
+    try:
+        return run_locked(cfg, study_cfg, out_dir, multirun)
+    except Interrupted as e:
+        # The run recorded `interrupted` and kept its checkpoint; a sweep stops here too, and
+        # the exit code says which signal (130 SIGINT, 143 SIGTERM). A rerun resumes it.
+        print(f"interrupted by {e}: {out_dir} keeps its last checkpoint; rerun to resume", file=sys.stderr)
+        raise SystemExit(e.exit_code) from None
+    finally:
+        lock.release()
+
+
+def run_locked(cfg: DictConfig, study_cfg, out_dir: Path, multirun: bool) -> float | None:
+    previous = read_run(out_dir)
+    if (
+        previous
+        and previous.get("status") in DONE
+        and same_config(previous["config"], as_plain_dict(study_cfg), schema_defaults())
+    ):
+        # Re-running a sweep into the same folder: finished jobs are results, keep them.
+        log.info("already %s with this config, skipping: %s", previous["status"], out_dir)
+        return previous["final"]["test_acc"]
+    try:
+        record = Run(study_cfg, out_dir).execute()
+    except Exception as e:
+        try:
+            record_failure(out_dir, cfg, e)
+        except OSError as write_error:  # e.g. the disk is still full
+            log.error("could not record the failure in %s: %s", out_dir / RUN_JSON, write_error)
+        if no_space(e):
+            # One line that says what to do; the last finished epoch's checkpoint is intact.
+            msg = (f"{out_dir}: no space left on device; the last finished epoch's checkpoint is kept: "
+                   "free space and rerun the same command to resume")  # fmt: skip
+            if not multirun:
+                print(f"error: {msg}", file=sys.stderr)
+                raise SystemExit(1) from None
+            log.error("%s", msg)
+            return None
+        if not multirun:
+            raise
+        log.exception("job failed; recorded in %s", out_dir / RUN_JSON)
+        return None
+    log.info("%s\n  folder: %s", report(record), out_dir)
+    return record["final"]["test_acc"]
+
+
+def no_space(error: BaseException | None) -> bool:
+    """Whether a full disk caused `error` (ENOSPC anywhere in its chain of causes)."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def remove_unused_job_dir(out_dir: Path) -> None:
+    """Nothing ran: remove the folder Hydra made, so no summary mistakes it for a result.
+
+    Only a folder that holds nothing but Hydra's own files is removed (never `hydra.run.dir=.`).
+    """
+    hydra_files = {".hydra", f"{HydraConfig.get().job.name}.log"}
+    if out_dir.is_dir() and {p.name for p in out_dir.iterdir()} <= hydra_files:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def record_failure(out_dir: Path, cfg: DictConfig, error: BaseException) -> None:
+    record = read_run(out_dir) or {"config": OmegaConf.to_container(cfg, resolve=True)}
+    record.update(
+        status="failed",
+        error=f"{type(error).__name__}: {error}",
+        traceback=traceback.format_exc(),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / RUN_JSON, record)

@@ -1,0 +1,5 @@
+import sys
+
+from slopestudy.study.runner import main
+
+sys.exit(main())

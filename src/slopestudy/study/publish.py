@@ -1,0 +1,119 @@
+"""What `python -m slopestudy.study report` writes: each section's marker blocks in
+results/README.md and its generated pages, from the committed summaries (results/**/*.csv) only,
+and, on request, the figures those CSVs determine.
+
+Deterministic: the same CSVs give the same bytes, so a test can check that the committed page is
+what its data says (tests/test_study.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from slopestudy.study.analyses.page import read_block, replace_block
+from slopestudy.study.sections import Section
+from slopestudy.summary import figures as figs
+from slopestudy.summary.cells import make_summary
+
+PAGE = "README.md"  # results/README.md: the published page
+# Figures a summary's committed CSVs determine (runs.csv, prelu_slopes.csv). The others need
+# what only the sweep folders hold, and `study run` (through summarize) draws them from there.
+FROM_TABLES = ("decay_heatmap", "decay_vs_slope", "test_acc_vs_depth", "dead_frac_vs_depth", "phase_diagram",
+               "prelu_slopes")  # fmt: skip
+NEED_SWEEP = {"signal_norm_step0": "each run's per-layer step-0 norms (run.json)",
+              "val_curves": "each run's validation accuracy per epoch (run.json)"}  # fmt: skip
+
+
+def rendered(results: Path, section: Section) -> dict[str, str]:
+    """What `report` writes for a section: marker name or page path -> text."""
+    out = dict(section.blocks(results)) if section.blocks else {}
+    return out | {path: make(results) for path, make in section.pages.items()}
+
+
+def published_state(results: Path, section: Section) -> str:
+    """'up to date', or which of the section's blocks and pages `report` would change."""
+    if not section.blocks and not section.pages:
+        return "no generated tables"
+    page = (results / PAGE).read_text()
+    stale = []
+    for name, text in rendered(results, section).items():
+        if name in section.pages:
+            current = (results / name).read_text() if (results / name).exists() else None
+        else:
+            current = read_block(page, name)
+        if current != text:
+            stale.append(f"{name} ({'missing' if current is None else 'stale'})")
+    return "up to date" if not stale else "REPORT WOULD CHANGE " + ", ".join(stale)
+
+
+def report(results: Path, sections: list[Section], figures: bool = False) -> list[Path]:
+    """Write every marker block and generated page of `sections`; return the files that changed."""
+    page = results / PAGE
+    text = page.read_text()
+    changed = []
+    for section in sections:
+        for name, body in (section.blocks(results) if section.blocks else {}).items():
+            try:
+                text = replace_block(text, name, body)
+            except KeyError as e:
+                print(f"{section.name}: {e.args[0]}: add its markers to the page", file=sys.stderr)
+        for rel, make in section.pages.items():
+            if write_if_changed(results / rel, make(results)):
+                changed.append(results / rel)
+        if figures:
+            for summary in section.summaries:
+                changed += redraw(results / summary.out)
+            changed += draw_section_figures(results, section)
+    if write_if_changed(page, text):
+        changed.insert(0, page)
+    return changed
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    if path.exists() and path.read_text() == text:
+        return False
+    path.write_text(text)
+    return True
+
+
+def draw_section_figures(results: Path, section: Section) -> list[Path]:
+    """A section's own figures (Section.figures), from the committed CSVs; the ones drawn."""
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    for rel, draw in section.figures.items():
+        fig = draw(results)
+        if fig is not None:
+            fig.savefig(results / rel, dpi=110)
+            plt.close(fig)
+            drawn.append(results / rel)
+    return drawn
+
+
+def redraw(folder: Path) -> list[Path]:
+    """Redraw a committed summary's FROM_TABLES figures from its CSVs (about 10 s per summary:
+    hence `report --figures`, not the default)."""
+    if not (folder / "runs.csv").exists():
+        return []
+    runs = pd.read_csv(folder / "runs.csv")
+    if "val_acc" not in runs:  # a summary from before the validation split
+        runs["val_acc"] = float("nan")
+    drawn = []
+    with tempfile.TemporaryDirectory() as tmp:
+        s = make_summary(runs, Path(tmp))
+        if (folder / "prelu_slopes.csv").exists():  # per layer: not in runs.csv
+            s.prelu = pd.read_csv(folder / "prelu_slopes.csv")
+        with warnings.catch_warnings():  # the figures drawn without their data and dropped say so
+            warnings.filterwarnings("ignore", "No artists with labels", UserWarning)
+            paths = figs.draw_all(s)
+        for path in paths:
+            if path.stem in FROM_TABLES:
+                shutil.copyfile(path, folder / path.name)
+                drawn.append(folder / path.name)
+    return drawn

@@ -1,0 +1,5 @@
+import sys
+
+from slopestudy.summary.summarize import main
+
+sys.exit(main())

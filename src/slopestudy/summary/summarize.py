@@ -1,0 +1,137 @@
+"""Turn sweep folders into a tidy DataFrame, tables over seeds, and figures.
+
+    python -m slopestudy.summary multirun/2026-11-27/01-27-30 [more sweep dirs] [--out DIR]
+    python -m slopestudy.summary multirun/fair_tune/sgd/kaiming --tune lr   # choose lr per cell
+
+Runs automatically at the end of every `python train.py -m ...` (see callbacks.py).
+
+The steps, each in its own module: collect (every run.json read once into frames), cells
+(grouping, intervals and tests per cell), tuning (--tune), tables (CSVs and tables.md),
+figures (PNGs), and the TensorBoard `summary` run (tblog). This module only puts them in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from slopestudy.run.tblog import write_summary_run
+from slopestudy.summary import figures as figs
+from slopestudy.summary.cells import Summary, make_summary
+from slopestudy.summary.collect import collect, missing_jobs
+from slopestudy.summary.tables import markdown_sections, write_tables
+from slopestudy.summary.tuning import tune, tuning_notes
+
+PROBLEMS = ["failed", "interrupted", "missing", "unreadable", "running"]  # statuses that are not results
+
+
+def status_notes(df: pd.DataFrame, sweep_dirs: list[Path]) -> list[str]:
+    """What a reader must know before the tables: counts, missing jobs, failures, divergences."""
+    counts = df["status"].value_counts().to_dict()
+    notes = [f"{len(df)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
+    for sweep in sweep_dirs:
+        missing = missing_jobs(sweep, df)
+        if missing:
+            shown = "; ".join(", ".join(f"{k}={v}" for k, v in m.items()) for m in missing[:10])
+            more = f" (+{len(missing) - 10} more)" if len(missing) > 10 else ""
+            notes.append(f"PARTIAL: {sweep} lacks {len(missing)} finished job(s): {shown}{more}")
+    for _, r in df[df["status"].isin(PROBLEMS)].iterrows():
+        notes.append(
+            f"{r['status'].upper()}: {r['job']}" + (f" — {r['error']}" if pd.notna(r["error"]) else "")
+        )
+    for _, r in df[df["status"] == "diverged"].iterrows():
+        notes.append(f"DIVERGED: {r['job']} (kept in the tables with its final metrics)")
+    return notes + code_notes(df)
+
+
+def code_notes(df: pd.DataFrame) -> list[str]:
+    """A warning when the runs ran different code (an edit while the sweep ran, or sweeps of
+    different commits summarized together): the `code_hash` column says which run ran which."""
+    versions = df["code_hash"].dropna().unique() if "code_hash" in df else []
+    dirty = int(df["git_commit"].fillna("").str.endswith("+dirty").sum()) if "git_commit" in df else 0
+    notes = []
+    if len(versions) > 1:
+        counts = ", ".join(f"{h}: {n} runs" for h, n in df["code_hash"].value_counts().items())
+        notes.append(f"MIXED CODE: these runs ran {len(versions)} versions of the package source ({counts})")
+    if dirty:
+        notes.append(f"DIRTY TREE: {dirty} run(s) started from a tree with uncommitted changes")
+    return notes
+
+
+def summarize(
+    sweep_dirs: list[str | Path],
+    out_dir: str | Path | None = None,
+    figures: bool = True,
+    tune_key: str | None = None,
+) -> Summary:
+    """One sweep's (or several sweeps') summary: tables, figures and the TensorBoard run."""
+    sweep_dirs = [Path(d).resolve() for d in sweep_dirs]
+    for d in sweep_dirs:
+        if not d.is_dir():
+            raise FileNotFoundError(f"{d} is not a folder")
+    found = collect(sweep_dirs)
+    if found.runs.empty:
+        raise FileNotFoundError(
+            f"no Hydra job folders (with .hydra/config.yaml) under {', '.join(map(str, sweep_dirs))}"
+        )
+    out = Path(out_dir) if out_dir else sweep_dirs[0] / "summary"
+    out.mkdir(parents=True, exist_ok=True)
+    summary = make_summary(found.runs, out, found.layers, found.epochs)
+    summary.notes = status_notes(found.runs, sweep_dirs)
+    _tables(summary, tune_key)
+    if figures:  # the `summary` run: figures, tables and the HParams experiment
+        summary.figures = figs.draw_all(summary) if not summary.agg.empty else []
+        images = {p.stem: figs.read_image(p) for p in summary.figures}
+        write_summary_run(out, images, markdown_sections(summary.markdown), found.hparams)
+    return summary
+
+
+def tables_from_runs(runs: pd.DataFrame, out_dir: str | Path, tune_key: str | None = None) -> Summary:
+    """The tables again from a committed runs.csv (no run.json needed; no figures, and no
+    learned PReLU slopes, which are per layer): what a published summary says, regenerated."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = make_summary(runs, out)
+    summary.notes = status_notes(runs, [])
+    _tables(summary, tune_key)
+    return summary
+
+
+def _tables(summary: Summary, tune_key: str | None) -> None:
+    if tune_key:
+        summary.tuned = tune(summary.runs, tune_key, summary.keys)
+        summary.notes += tuning_notes(summary.tuned, tune_key)
+    write_tables(summary, tune_key)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m slopestudy.summary",
+        description="Summarize one or more sweep folders into tables (CSV, Markdown) and figures (PNG).",
+    )
+    p.add_argument("sweep_dirs", nargs="+", help="sweep folder(s), e.g. multirun/2026-11-27/01-27-30")
+    p.add_argument("--out", help="output folder (default: <first sweep>/summary)")
+    p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument(
+        "--tune",
+        metavar="KEY",
+        help="choose KEY (e.g. lr) per cell by the best mean validation accuracy (ties and cells "
+        "where nothing learns: the lowest validation loss); writes tuned.csv, which "
+        "`python train.py tuned=<it>` reads",
+    )
+    args = p.parse_args(argv)
+    try:
+        s = summarize(args.sweep_dirs, args.out, figures=not args.no_figures, tune_key=args.tune)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(s.main_table())
+    print(f"\nTables and figures: {s.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
