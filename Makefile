@@ -1,5 +1,6 @@
 # `make study`: fresh clone -> venv, install, MNIST, the default sweep, its summary.
-# `make test`:  lint, format check and the test suite.
+# `make test`:  lint, format check and the whole test suite (what CI runs).
+# `make test-fast`: the tests that start no child process (pytest -m "not slow"), for edits.
 # `make results`: the published page's tables from the committed summaries (seconds; see
 #                `python -m slopestudy.study --help` for status and run).
 PYTHON ?= python3
@@ -9,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 # The default study: slope x depth (depth comes from conf/config.yaml's sweep) x init.
 STUDY_ARGS ?= slope=0,0.01,0.2 init=pytorch,kaiming
 
-.PHONY: install data study results test lint clean
+.PHONY: install data study results test test-fast lint clean
 
 install: $(STAMP)
 
@@ -36,6 +37,9 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest
+
+test-fast: lint
+	$(PY) -m pytest -m "not slow"
 
 clean:
 	rm -rf $(VENV) multirun outputs

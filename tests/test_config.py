@@ -9,7 +9,7 @@ from omegaconf.errors import OmegaConfBaseException
 from slopestudy.config import ConfigError, Init, StudyConfig, register
 from slopestudy.run.validate import to_study_config
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 register()
 
@@ -53,6 +53,7 @@ def test_range_errors_name_key_and_value(override):
     assert "allowed" in str(err.value)
 
 
+@pytest.mark.slow
 def test_cli_rejects_bad_value_and_leaves_no_run_folder(tmp_path, python):
     proc = subprocess.run(
         [python, "train.py", "depth=0", f"hydra.run.dir={tmp_path}/run"],
@@ -63,6 +64,7 @@ def test_cli_rejects_bad_value_and_leaves_no_run_folder(tmp_path, python):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_help_lists_every_key_with_its_default_and_meaning():
     from slopestudy.config import StudyConfig, field_docs, flat_dict
 

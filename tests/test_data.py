@@ -4,7 +4,8 @@ import torch
 from slopestudy.config import DataConfig
 from slopestudy.run import data
 
-from .conftest import REAL_DATA, write_tiny_mnist
+from .helpers import REAL_DATA
+from .helpers.data import write_tiny_mnist
 
 
 def tiny(root, **kw) -> DataConfig:

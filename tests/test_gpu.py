@@ -16,9 +16,9 @@ from slopestudy.config import Device, Init, StudyConfig
 from slopestudy.run.probes import GradientProbe
 from slopestudy.run.trainer import Run
 
-from .conftest import mlp
-from .test_probes import autograd_reference
-from .test_reliability import load, start_paused, train
+from .helpers.children import start_paused, train
+from .helpers.nets import autograd_reference, mlp
+from .helpers.runs import load
 
 pytestmark = [
     pytest.mark.gpu,

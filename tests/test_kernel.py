@@ -27,7 +27,7 @@ from slopestudy.science import theory
 from slopestudy.science.profiles import theory_kernel_profile
 from slopestudy.summary.collect import collect
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 register()
 
@@ -61,6 +61,7 @@ def test_tat_rule_rejects_what_it_cannot_apply(overrides, says):
     assert says in str(err.value) and "allowed" in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_bad_tat_sweep_fails_up_front_in_one_line_per_error(tmp_path, python):
     proc = subprocess.run(
         [python, "train.py", "-m", "slope_rule=tat", "init=kaiming", "depth=10,50", "epochs=0",
@@ -73,6 +74,7 @@ def test_a_bad_tat_sweep_fails_up_front_in_one_line_per_error(tmp_path, python):
     assert not any((tmp_path / "sweep").rglob("run.json"))  # no job ran
 
 
+@pytest.mark.slow
 def test_a_tat_run_records_the_slope_its_net_has(tiny_root, tmp_path, python):
     env = {"SLOPESTUDY_DATA": str(tiny_root)}
     proc = subprocess.run(

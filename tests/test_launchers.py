@@ -9,12 +9,13 @@ import pytest
 
 from slopestudy.tools import bench
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 TINY = ["depth=2,3", "width=16", "epochs=1", "batch_size=32", "probe_size=64", "data.fetch=false",
         "data.verify_md5=false", "data.val_size=64"]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
 def test_launcher_runs_every_job(launcher, tiny_root, tmp_path):
     cmd = [

@@ -11,8 +11,8 @@ from slopestudy.config import Act, Init, PreluParams
 from slopestudy.run.model import linears, prelus
 from slopestudy.summary.summarize import summarize
 
-from .conftest import mlp, theory_decay
-from .test_reliability import train
+from .helpers.children import train
+from .helpers.nets import mlp, theory_decay
 
 
 @pytest.mark.parametrize(("params", "n"), [("layer", 1), ("unit", 32)])
@@ -44,6 +44,7 @@ def test_scaled_theory_equals_the_tables_at_their_gains(slope):
     assert theory_decay("scaled", slope, 256, gain=1.5) == pytest.approx(-0.5 * math.log10(g))
 
 
+@pytest.mark.slow
 def test_prelu_slopes_move_are_logged_and_tabulated(tiny_root, tmp_path):
     sweep = tmp_path / "sweep"
     proc = train(tiny_root, "act=prelu", "prelu_params=layer,unit", "slope=0.25", "depth=3", "epochs=3",
@@ -69,7 +70,7 @@ def test_prelu_slopes_move_are_logged_and_tabulated(tiny_root, tmp_path):
 
 
 def test_phase_boundary_finds_the_contour_the_runs_follow(tmp_path):
-    from .test_summarize import make_run
+    from .helpers.runs import make_run
 
     gains, depths = (0.25, 0.5, 1.0, 2.0, 4.0), (3, 5, 10, 20, 30, 50)
     for slope in (0.0, 0.5):

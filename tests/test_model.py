@@ -7,7 +7,7 @@ from torch import nn
 from slopestudy.config import Act, ConfigError, Init, Norm, StudyConfig
 from slopestudy.run.model import Residual, activations, linears
 
-from .conftest import mlp, theory_decay
+from .helpers.nets import mlp, theory_decay
 
 
 def test_article_example_through_model_code():

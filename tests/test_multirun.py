@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 DEPTHS, SLOPES = (2, 4), ("0", "0.2")
 
@@ -99,6 +99,7 @@ def test_sweep_ends_with_summary_table_and_files(sweep):
         assert (sweep_dir / "summary" / name).exists(), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [(["depth=2,0"], "depth=0; allowed"), (["slope=0,abc"], "slope='abc'"), (["lr=0.01,-1"], "lr=-1.0")],
@@ -110,6 +111,7 @@ def test_bad_value_anywhere_in_a_sweep_fails_before_any_job(tiny_root, tmp_path,
     assert not list(tmp_path.rglob("run.json"))  # not even the valid job ran
 
 
+@pytest.mark.slow
 def test_real_tensorboard_serves_every_run_and_tag(sweep):
     # The real `tensorboard` server on loopback, checked through its HTTP API (screenshots off:
     # they need Chromium, which `scripts/review_dashboard.py` uses when it is installed).

@@ -9,24 +9,7 @@ from slopestudy.config import Init
 from slopestudy.run.model import linears
 from slopestudy.run.probes import GradientProbe, activation_stats
 
-from .conftest import mlp, theory_decay
-
-
-def autograd_reference(model, x, y):
-    """||dL/dW_l|| and ||dL/dz_l|| computed independently, by retain_grad on each z_l."""
-    zs, h = [], x
-    for m in model:
-        h = m(h)
-        if isinstance(m, nn.Linear):
-            h.retain_grad()
-            zs.append(h)
-            h = h.clone()  # keep z_l intact even if the activation were in-place
-    model.zero_grad()
-    nn.functional.cross_entropy(h, y).backward()
-    return (
-        torch.stack([layer.weight.grad.norm() for layer in linears(model)]),
-        torch.stack([z.grad.norm() for z in zs]),
-    )
+from .helpers.nets import autograd_reference, mlp, theory_decay
 
 
 @pytest.mark.parametrize("inplace", [False, True])

@@ -6,13 +6,14 @@ import sys
 
 import pytest
 
-from .conftest import REAL_DATA, ROOT
+from .helpers import REAL_DATA, ROOT
 
 pytestmark = pytest.mark.skipif(
     not (REAL_DATA / "MNIST" / "raw").exists(), reason="real MNIST not fetched (make data)"
 )
 
 
+@pytest.mark.slow
 def test_one_epoch_on_real_mnist_learns(tmp_path):
     cmd = [sys.executable, "train.py", "depth=3", "epochs=1", "data.train_size=8192",
            f"data.root={REAL_DATA}", f"hydra.run.dir={tmp_path}"]  # fmt: skip

@@ -13,28 +13,11 @@ import torch
 from slopestudy.run.stopping import PAUSE_ENV, PAUSED_MESSAGE
 from slopestudy.summary.summarize import summarize
 
-from .conftest import ROOT, Child, run_child
+from .helpers import ROOT
+from .helpers.children import TINY, Child, run_child, start_paused, train
+from .helpers.runs import load
 
-TINY = [
-    "width=16",
-    "batch_size=32",
-    "probe_size=64",
-    "data.fetch=false",
-    "data.verify_md5=false",
-    "data.val_size=64",
-]
-
-
-def train(tiny_root, *args, multirun=False, wait=True, extra_env=None, **kw):
-    cmd = [sys.executable, "train.py", *(["-m"] if multirun else []), *TINY, *args]
-    env = {**os.environ, "SLOPESTUDY_DATA": str(tiny_root), **(extra_env or {})}
-    if not wait:
-        return Child(cmd, cwd=ROOT, env=env)
-    return run_child(cmd, cwd=ROOT, env=env, **kw)
-
-
-def load(path):
-    return json.loads(path.read_text())
+pytestmark = pytest.mark.slow  # every test here starts train.py, a sweep or the cluster
 
 
 @pytest.fixture
@@ -84,16 +67,6 @@ def test_rerun_skips_completed_and_reruns_failed(tiny_root, sweep_dir):
     assert "skipping" in proc.stdout
     assert jobs[1].stat().st_mtime_ns == mtime  # untouched
     assert load(jobs[0])["status"] == "completed"  # run again
-
-
-def start_paused(tiny_root, *args, epoch=3):
-    """Start a run that stops after `epoch` (fault injection) and return it once it says so.
-
-    Waiting for the line waits for the event itself, however fast or slow the machine; the run
-    blocks its stop signals before printing it, so a signal sent now cannot be lost."""
-    child = train(tiny_root, *args, wait=False, extra_env={PAUSE_ENV: str(epoch)})
-    child.wait_for(f"{PAUSED_MESSAGE} {epoch}")
-    return child
 
 
 def timeless(history):

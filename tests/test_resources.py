@@ -8,7 +8,7 @@ import pytest
 from slopestudy.config import ConfigError, Optimizer, StudyConfig
 from slopestudy.run.resources import check_fits, estimate_bytes, pick_device
 
-from .conftest import REAL_DATA, ROOT
+from .helpers import REAL_DATA, ROOT
 
 PEAK = """import resource, subprocess, sys
 p = subprocess.run(sys.argv[1:], capture_output=True, text=True)
@@ -57,6 +57,7 @@ def test_a_run_that_cannot_fit_is_a_config_error_naming_both_numbers():
     check_fits(StudyConfig(), pick_device(StudyConfig().device))  # the default fits
 
 
+@pytest.mark.slow
 def test_too_big_run_fails_fast_in_one_line_without_a_folder(tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.run([sys.executable, "train.py", "width=300000", f"hydra.run.dir={run_dir}"], cwd=ROOT,

@@ -24,7 +24,7 @@ import pytest
 from slopestudy.run.stopping import PAUSE_ENV, PAUSED_MESSAGE
 from slopestudy.summary.summarize import summarize
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 pytestmark = pytest.mark.slurm
 
@@ -250,6 +250,7 @@ def assert_resumed_identically(sweep: Sweep, job_dir: Path, left: dict, referenc
     assert not (job_dir / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_sweep_through_slurm_completes_and_matches_local(partition, tiny_root, tmp_path, sweeps):
     grid = ["depth=2,3", "slope=0,0.2", "epochs=1"]
     sweep = sweeps(partition, tiny_root, tmp_path / "slurm", grid)
@@ -277,6 +278,7 @@ def test_sweep_through_slurm_completes_and_matches_local(partition, tiny_root, t
     assert on_slurm.main_table() == here.main_table()
 
 
+@pytest.mark.slow
 def test_requeued_job_resumes_from_its_checkpoint(partition, tiny_root, tmp_path, sweeps, reference):
     sweep = sweeps(partition, tiny_root, tmp_path / "sweep", RESUME_ARGS, env={PAUSE_ENV: "1"})
     job_dir = sweep.paused_job(timeout=180)
@@ -293,6 +295,7 @@ def test_requeued_job_resumes_from_its_checkpoint(partition, tiny_root, tmp_path
     assert_resumed_identically(sweep, job_dir, left, reference)
 
 
+@pytest.mark.slow
 def test_job_at_its_time_limit_is_requeued_by_submitit_and_completes(
     partition, tiny_root, tmp_path, sweeps, reference
 ):

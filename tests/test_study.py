@@ -31,8 +31,9 @@ from slopestudy.study.sweeps import (
 )
 from slopestudy.summary.tables import md_table, pm
 
-from .conftest import ROOT, Child, run_child
-from .study_tiny import FIRST, SECOND
+from .helpers import ROOT
+from .helpers.children import Child, run_child
+from .helpers.study_tiny import FIRST, SECOND
 
 RESULTS = ROOT / "results"
 ALL = list(SECTIONS.values())
@@ -320,8 +321,8 @@ def test_a_config_group_axis_is_split_and_narrowed_as_hydra_does():
 
 # --- run: stopped mid-way, run again ----------------------------------------------------------
 def tiny(python, root, *args) -> list[str]:
-    """The study's command line with the tiny section added (tests/study_tiny.py)."""
-    return [python, "-m", "tests.study_tiny", "--root", str(root), *args]
+    """The study's command line with the tiny section added (tests/helpers/study_tiny.py)."""
+    return [python, "-m", "tests.helpers.study_tiny", "--root", str(root), *args]
 
 
 @pytest.mark.slow  # about a minute: four tiny jobs in three Hydra multiruns

@@ -11,8 +11,8 @@ from slopestudy.run.validate import to_study_config
 from slopestudy.summary.summarize import summarize
 from slopestudy.summary.tuning import rank_values
 
-from .conftest import ROOT
-from .test_summarize import make_run
+from .helpers import ROOT
+from .helpers.runs import make_run
 
 # val accuracy peaks at lr 0.01; test accuracy (never to be used) peaks at lr 0.1.
 VAL = {0.001: 0.90, 0.01: 0.95, 0.1: 0.30}

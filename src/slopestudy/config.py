@@ -20,6 +20,13 @@ from omegaconf import OmegaConf
 
 from slopestudy.paths import CONF
 
+N_IN, N_OUT = 784, 10  # MNIST's (and Fashion-MNIST's) pixels and classes
+
+
+def layer_sizes(depth: int, width: int) -> list[int]:
+    """Widths of the MLP's depth + 1 layers of units, input to logits: 784, width x (depth-1), 10."""
+    return [N_IN] + [width] * (depth - 1) + [N_OUT]
+
 
 class ConfigError(ValueError):
     """A config value is out of range; the message names the key, the value and what is allowed."""

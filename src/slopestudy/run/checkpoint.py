@@ -5,13 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
 
 from slopestudy.config import schema_defaults
-from slopestudy.run.records import same_config
+from slopestudy.run.records import same_config, write_atomic
 
 log = logging.getLogger("slopestudy.run.trainer")
 CHECKPOINT = "checkpoint.pt"
@@ -30,16 +29,7 @@ def save(path: Path, model, optimizer, batch_gen: torch.Generator, step: int, re
     # previous checkpoint stays intact and no space is held by a half-written one.
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    tmp = path.with_suffix(".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, buffer.getbuffer())
 
 
 def load(path: Path, device, config: dict) -> dict | None:

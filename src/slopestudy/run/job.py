@@ -18,6 +18,7 @@ from slopestudy.run.records import (
     DONE,
     RUN_JSON,
     FolderLock,
+    Status,
     read_run,
     report,
     same_config,
@@ -28,6 +29,15 @@ from slopestudy.run.trainer import Run
 from slopestudy.run.validate import to_study_config
 
 log = logging.getLogger("slopestudy")
+
+
+def job_error(multirun: bool, msg: str, code: int, level: int = logging.ERROR) -> None:
+    """The one exit path of a job that cannot go on: a single run prints one line and exits with
+    `code`; in a multirun the job logs it and returns (None), so the other jobs still run."""
+    if not multirun:
+        print(f"error: {msg}", file=sys.stderr)
+        raise SystemExit(code) from None
+    log.log(level, "%s", msg)
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -42,24 +52,18 @@ def run_job(cfg: DictConfig) -> float | None:
     try:
         study_cfg = to_study_config(cfg)  # values, device and memory: all config errors
     except ConfigError as e:
-        if not multirun:
+        if multirun:
+            record_failure(out_dir, cfg, e)
+        else:
             remove_unused_job_dir(out_dir)
-            print(f"error: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
-        log.error("%s", e)
-        record_failure(out_dir, cfg, e)
-        return None
+        return job_error(multirun, str(e), 2)
     lock = FolderLock(out_dir)
     holder = lock.acquire()
     if holder is not None:
         # Another process (a sweep restarted while the first still runs, a requeued SLURM job)
         # is writing this folder: leave run.json, the checkpoint and the events to it.
         msg = f"{out_dir} is in use by process {holder} (another run of this job); not touching it"
-        if not multirun:
-            print(f"error: {msg}", file=sys.stderr)
-            raise SystemExit(3)
-        log.warning("skipped: %s", msg)
-        return None
+        return job_error(multirun, msg if not multirun else f"skipped: {msg}", 3, logging.WARNING)
     try:
         return run_locked(cfg, study_cfg, out_dir, multirun)
     except Interrupted as e:
@@ -92,11 +96,7 @@ def run_locked(cfg: DictConfig, study_cfg, out_dir: Path, multirun: bool) -> flo
             # One line that says what to do; the last finished epoch's checkpoint is intact.
             msg = (f"{out_dir}: no space left on device; the last finished epoch's checkpoint is kept: "
                    "free space and rerun the same command to resume")  # fmt: skip
-            if not multirun:
-                print(f"error: {msg}", file=sys.stderr)
-                raise SystemExit(1) from None
-            log.error("%s", msg)
-            return None
+            return job_error(multirun, msg, 1)
         if not multirun:
             raise
         log.exception("job failed; recorded in %s", out_dir / RUN_JSON)
@@ -127,7 +127,7 @@ def remove_unused_job_dir(out_dir: Path) -> None:
 def record_failure(out_dir: Path, cfg: DictConfig, error: BaseException) -> None:
     record = read_run(out_dir) or {"config": OmegaConf.to_container(cfg, resolve=True)}
     record.update(
-        status="failed",
+        status=Status.failed,
         error=f"{type(error).__name__}: {error}",
         traceback=traceback.format_exc(),
     )

@@ -11,9 +11,8 @@ import math
 import torch
 from torch import nn
 
-from slopestudy.config import Act, Init, Norm, PreluParams, ResidualBranch, StudyConfig
+from slopestudy.config import Act, Init, Norm, PreluParams, ResidualBranch, StudyConfig, layer_sizes
 
-N_IN, N_OUT = 784, 10
 ACTIVATION_TYPES = (nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Tanh)
 _PLAIN_ACTS = {Act.elu: nn.ELU, Act.selu: nn.SELU, Act.gelu: nn.GELU, Act.silu: nn.SiLU, Act.tanh: nn.Tanh}
 # torch.nn.init's name for each activation's kaiming gain; torch has none for GELU, SiLU, ELU,
@@ -38,7 +37,7 @@ def build_mlp(cfg: StudyConfig) -> nn.Sequential:
     is wrapped in a Residual whose branch is scaled by 1/sqrt(number of blocks). The branch is
     Linear -> act (residual_branch=linear_act) or act -> Linear (act_linear, pre-activation: the
     first Linear's output is the stream, and the last block's activation is the output layer's)."""
-    sizes = [N_IN] + [cfg.width] * (cfg.depth - 1) + [N_OUT]
+    sizes = layer_sizes(cfg.depth, cfg.width)
     n_blocks = max(cfg.depth - 2, 1)
     pre_act = cfg.residual and ResidualBranch(cfg.residual_branch) is ResidualBranch.act_linear
     layers: list[nn.Module] = []

@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import tempfile
+from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -20,8 +21,22 @@ from slopestudy.science.profiles import fit_decay, grad_ratio, theory_decay_per_
 
 RUN_JSON = "run.json"
 FINAL_METRICS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss")  # run.json "final"
-# run.json status: running (or killed while running) | completed | diverged | failed | interrupted
-DONE = ["completed", "diverged"]  # statuses that are results; a restart runs anything else again
+
+
+class Status(StrEnum):
+    """A run's status: run.json's (the first five) or what a summary finds in its job folder."""
+
+    running = "running"  # or killed while running: collect tells the two apart by the lock
+    completed = "completed"
+    diverged = "diverged"  # a non-finite loss: a result (the run failed to learn)
+    failed = "failed"  # an exception: not a result
+    interrupted = "interrupted"  # stopped by a signal, resumable
+    missing = "missing"  # a job folder without run.json
+    unreadable = "unreadable"  # run.json there but not JSON
+
+
+DONE = [Status.completed, Status.diverged]  # statuses that are results; a restart runs anything else again
+PROBLEMS = [s for s in Status if s not in DONE]  # statuses a summary reports as not results
 # Keys that may differ between a run and its restart without changing any result.
 NOT_RESULT_KEYS = {"threads"}
 
@@ -37,19 +52,24 @@ def _finite_or_none(obj):
     return obj
 
 
-def write_json_atomic(path: str | Path, data: dict) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+def write_atomic(path: str | Path, data: bytes | memoryview) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over `path`: a reader sees the
+    old file or the new one, never half of one; on any error (a full disk) the temp file goes."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_finite_or_none(data), f, indent=1, allow_nan=False)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    write_atomic(path, json.dumps(_finite_or_none(data), indent=1, allow_nan=False).encode())
 
 
 def read_run(folder: str | Path) -> dict | None:

@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import os
 
-from slopestudy.config import DATASET_SIZES, Act, ConfigError, Device, PreluParams, StudyConfig
+from slopestudy.config import (
+    DATASET_SIZES,
+    N_IN,
+    Act,
+    ConfigError,
+    Device,
+    PreluParams,
+    StudyConfig,
+    layer_sizes,
+)
 
 
 def pick_device(choice: Device):
@@ -30,8 +39,8 @@ EVAL_CHUNK = 10_000  # examples per forward pass when evaluating (loop.evaluate)
 def estimate_bytes(cfg: StudyConfig, on_cpu: bool = True) -> dict[str, int]:
     """Peak memory of a run, by part (float32). tests/test_resources.py holds it against the
     measured peak RSS of real runs."""
-    n_in, n_out, w, depth = 784, 10, cfg.width, cfg.depth
-    sizes = [n_in] + [w] * (depth - 1) + [n_out]
+    w, depth = cfg.width, cfg.depth
+    sizes = layer_sizes(depth, w)
     params = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
     state = {"sgd": 1 if cfg.momentum > 0 else 0, "adam": 2}[cfg.optimizer.value]
     units = sum(sizes[1:])  # outputs of every layer
@@ -48,7 +57,7 @@ def estimate_bytes(cfg: StudyConfig, on_cpu: bool = True) -> dict[str, int]:
         # no grad: two layer outputs alive at a time
         "evaluation chunk": 4 * min(EVAL_CHUNK, full_train) * max(sizes[1:]) * 2,
         # uint8 files as torchvision holds them + float32 train/val/test tensors
-        "data": (full_train + full_test) * n_in * (1 + 4),
+        "data": (full_train + full_test) * N_IN * (1 + 4),
     }
     if on_cpu:
         parts["process (torch, libraries)"] = PROCESS_BASE_BYTES

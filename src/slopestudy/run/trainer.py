@@ -22,6 +22,7 @@ from slopestudy.run.probes import GradientProbe, activation_stats, kernel_profil
 from slopestudy.run.records import (
     DONE,
     RUN_JSON,
+    Status,
     code_line,
     environment,
     epoch_line,
@@ -82,7 +83,7 @@ class Run:
         sizes = {"train": n_train, "val": len(self.data.x_val), "test": n_test}
         self.hparams = tblog.job_hparams(as_plain_dict(cfg), sizes)
         self.record: dict = {
-            "status": "running",
+            "status": Status.running,
             "config": as_plain_dict(cfg),
             "device": str(self.device),
             "threads": self.threads,
@@ -242,7 +243,7 @@ class Run:
                     log.warning("stopped by %s after epoch %d: status interrupted, checkpoint kept",
                                 e if isinstance(e, Interrupted) else type(e).__name__,
                                 self.record["epochs_done"])  # fmt: skip
-                    self.record["status"] = "interrupted"
+                    self.record["status"] = Status.interrupted
                 self.finish(first_error=e)
                 raise
         self.finish()
@@ -266,7 +267,7 @@ class Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.batch_gen.set_state(state["batch_gen"])
         self.step, record = state["step"], state["record"]
-        self.record = {**record, "status": "running", "env": self.record["env"], "threads": self.threads}
+        self.record = {**record, "status": Status.running, "env": self.record["env"], "threads": self.threads}
         self.record["resumed_at_step"] = [*record.get("resumed_at_step", []), self.step]
         return True
 
@@ -294,7 +295,7 @@ class Run:
                 self.save_checkpoint()
                 self.save()
                 pause_if_asked(epoch)
-        self.record["status"] = "completed"
+        self.record["status"] = Status.completed
 
     def train_epoch(self, on_step: Callable[[], object] = lambda: None) -> float:
         """One pass over the training set; returns the mean batch loss (non-finite: diverged).
@@ -330,7 +331,7 @@ class Run:
 
     def diverged(self, at_step: int) -> None:
         log.warning("loss became non-finite at step %d: stopping this run (status diverged)", at_step)
-        self.record.update(status="diverged", diverged_at_step=at_step)
+        self.record.update(status=Status.diverged, diverged_at_step=at_step)
 
     def finish(self, first_error: BaseException | None = None) -> None:
         """Write the end of the run: hparams and flushed events, then run.json. After an error
@@ -345,7 +346,7 @@ class Run:
     def _write_end(self) -> None:
         finish_record(self.record)
         if self.logger is not None:
-            if self.record["status"] != "running":
+            if self.record["status"] != Status.running:
                 # Every run gets the same metric keys; NaN (not None) where a value is missing.
                 metrics = gradflow(self.record) | {
                     f"final/{k}": math.nan if v is None else v for k, v in self.record["final"].items()

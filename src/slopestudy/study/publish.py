@@ -14,12 +14,11 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import pandas as pd
-
 from slopestudy.study.analyses.page import read_block, replace_block
 from slopestudy.study.sections import Section
 from slopestudy.summary import figures as figs
 from slopestudy.summary.cells import make_summary
+from slopestudy.summary.tables import committed
 
 PAGE = "README.md"  # results/README.md: the published page
 # Figures a summary's committed CSVs determine (runs.csv, prelu_slopes.csv). The others need
@@ -99,16 +98,15 @@ def draw_section_figures(results: Path, section: Section) -> list[Path]:
 def redraw(folder: Path) -> list[Path]:
     """Redraw a committed summary's FROM_TABLES figures from its CSVs (about 10 s per summary:
     hence `report --figures`, not the default)."""
-    if not (folder / "runs.csv").exists():
+    if (runs := committed(folder.parent, folder.name)) is None:
         return []
-    runs = pd.read_csv(folder / "runs.csv")
     if "val_acc" not in runs:  # a summary from before the validation split
         runs["val_acc"] = float("nan")
     drawn = []
     with tempfile.TemporaryDirectory() as tmp:
         s = make_summary(runs, Path(tmp))
-        if (folder / "prelu_slopes.csv").exists():  # per layer: not in runs.csv
-            s.prelu = pd.read_csv(folder / "prelu_slopes.csv")
+        if (prelu := committed(folder.parent, folder.name, "prelu_slopes.csv")) is not None:
+            s.prelu = prelu  # per layer: not in runs.csv
         with warnings.catch_warnings():  # the figures drawn without their data and dropped say so
             warnings.filterwarnings("ignore", "No artists with labels", UserWarning)
             paths = figs.draw_all(s)

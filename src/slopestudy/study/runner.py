@@ -39,6 +39,7 @@ from slopestudy.study.sweeps import (
     run_part,
 )
 from slopestudy.summary.summarize import summarize
+from slopestudy.summary.tables import committed
 
 COMPUTE_NOTE = ("compute: 'train' sums the runs' epoch times from their run.json (start-up and evaluation "
                 "not included); 'wall' is the sweep's wall time from results/wall_times.tsv (2 cores, "
@@ -64,8 +65,7 @@ class Study:
         return [s for s in self.sections.values() if not names or "all" in names or s.name in names]
 
     def summary_runs(self, summary: Summarize) -> pd.DataFrame | None:
-        path = self.results / summary.out / "runs.csv"
-        return pd.read_csv(path) if path.exists() else None
+        return committed(self.results, summary.out)
 
 
 # --- status ------------------------------------------------------------------------------------

@@ -245,7 +245,8 @@ SECTIONS |= {s.name: s for s in (
         figures={"kernel_step0.png": kernel.step0_figure}),
     Section("kernel_final", "9. Where the slope decides: the kernel (5 seeds per arm)", summaries=tuple(
         Summarize(f"kernel_final_d{d}", sweeps=_kernel_sweeps("kernel_final", d)) for d in KERNEL_DEPTHS),
-        needs=("kernel_tune",)),
+        needs=("kernel_tune",), blocks=lambda r: {"kernel_final": kernel.final_block(r)},
+        figures={"kernel_final.png": kernel.final_figure}),
     # slopes 0 and 0.2 of this curve are kernel_tune's and kernel_final's runs (same protocol and
     # seeds 100-102 among theirs): the analysis joins the committed summaries
     Section("kernel_slopes", "9. Where the slope decides: the best slope against depth", summaries=(

@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 
 from slopestudy.config import MACHINERY, register, sweep_jobs
 from slopestudy.paths import CONF, REPO
-from slopestudy.run.records import DONE, read_run, train_seconds
+from slopestudy.run.records import DONE, Status, read_run, train_seconds
 from slopestudy.summary.collect import comparable, done, find_jobs
 
 
@@ -117,7 +117,7 @@ def read_job(job: Path) -> Job:
     data loading and evaluation not included)."""
     overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
     run = read_run(job) or {}
-    return Job(parse_overrides(overrides), run.get("status", "missing"), train_seconds(run))
+    return Job(parse_overrides(overrides), run.get("status", Status.missing), train_seconds(run))
 
 
 def folder_jobs(folder: Path, cache: dict | None = None) -> list[Job]:

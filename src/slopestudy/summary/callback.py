@@ -10,7 +10,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from slopestudy.config import sweep_job_overrides
-from slopestudy.run.records import lock_holder, read_run
+from slopestudy.run.records import Status, lock_holder, read_run
 from slopestudy.run.validate import sweep_errors
 
 log = logging.getLogger("slopestudy")
@@ -38,7 +38,7 @@ class SweepEnd(Callback):
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         jobs = find_jobs(sweep_dir)
         failed = [
-            str(j.relative_to(sweep_dir)) for j in jobs if (read_run(j) or {}).get("status") == "failed"
+            str(j.relative_to(sweep_dir)) for j in jobs if (read_run(j) or {}).get("status") == Status.failed
         ]
         busy = {str(j.relative_to(sweep_dir)): lock_holder(j) for j in jobs}
         busy = {job: pid for job, pid in busy.items() if pid is not None}

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from slopestudy.config import MACHINERY, NUISANCE, StudyConfig, flat_dict
+from slopestudy.run.records import Status
 from slopestudy.science import stats
 from slopestudy.science.stats import NEVER_LEARNED
 from slopestudy.summary.collect import done
@@ -107,7 +108,7 @@ def _cells(df: pd.DataFrame, keys: list[str]):
 def failed(df: pd.DataFrame, threshold: float = NEVER_LEARNED) -> pd.Series:
     """Diverged, or never learned (final val accuracy < threshold; test where no val)."""
     acc = df["val_acc"].fillna(df["test_acc"]) if "val_acc" in df else df["test_acc"]
-    return pd.Series(~stats.learned(acc, df["status"] == "diverged", threshold), index=df.index)
+    return pd.Series(~stats.learned(acc, df["status"] == Status.diverged, threshold), index=df.index)
 
 
 def aggregate(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:

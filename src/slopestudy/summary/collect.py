@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from slopestudy.config import config_from_record, sweep_jobs
-from slopestudy.run.records import DONE, RUN_JSON, lock_holder, read_run, train_seconds
+from slopestudy.run.records import DONE, RUN_JSON, Status, lock_holder, read_run, train_seconds
 from slopestudy.science.profiles import fit_decay, grad_ratio, theory_decay_per_layer
 
 NUMERIC = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "steps_to_90",
@@ -74,7 +74,7 @@ def run_row(run: dict | None, job_dir: Path, sweep_dir: Path) -> dict:
     if run is None:  # killed before run.json, or unreadable: report it, don't crash on it
         cfg = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text()) or {}
         unreadable = (job_dir / RUN_JSON).exists()
-        run = {"status": "unreadable" if unreadable else "missing", "config": cfg,
+        run = {"status": Status.unreadable if unreadable else Status.missing, "config": cfg,
                "error": f"{job_dir / RUN_JSON} is not valid JSON" if unreadable else None}  # fmt: skip
     cfg = pd.json_normalize(run["config"]).iloc[0].to_dict() if run.get("config") else {}
     history = run.get("history") or []
@@ -83,9 +83,9 @@ def run_row(run: dict | None, job_dir: Path, sweep_dir: Path) -> dict:
     row = {k: v for k, v in cfg.items() if not k.startswith("hydra")}
     acc_key = "val_acc" if final.get("val_acc") is not None else "test_acc"
     reached = [h["step"] for h in history if (h.get(acc_key) or 0) >= 0.9]
-    status = run.get("status", "missing")
-    if status == "running":  # still running in another process, or killed while running
-        status = "running" if lock_holder(job_dir) is not None else "interrupted"
+    status = run.get("status", Status.missing)
+    if status == Status.running:  # still running in another process, or killed while running
+        status = Status.running if lock_holder(job_dir) is not None else Status.interrupted
     row.update(
         status=status,
         val_acc=final.get("val_acc"),

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from slopestudy.config import Init, StudyConfig  # noqa: E402
+from slopestudy.run.records import Status
 from slopestudy.science import stats  # noqa: E402
 from slopestudy.science.profiles import theory_decay_per_layer  # noqa: E402
 from slopestudy.summary.cells import Summary, variants  # noqa: E402
@@ -193,7 +194,7 @@ def accuracy_vs_depth(summary: Summary) -> plt.Figure | None:
     runs = done(summary.runs)
     if runs.empty or runs["test_acc"].isna().all():
         return None
-    runs = runs.assign(learned=stats.learned(runs["val_acc"], runs["status"].eq("diverged")))
+    runs = runs.assign(learned=stats.learned(runs["val_acc"], runs["status"].eq(Status.diverged)))
     colors = slope_colors(runs["slope"].unique())
     depths = np.sort(runs["depth"].unique())
     step = np.diff(depths).min() if len(depths) > 1 else 1.0
@@ -230,7 +231,7 @@ def val_curves(summary: Summary) -> plt.Figure | None:
     colour per slope, a row of depths per variant, y from 0 to 1 so runs at chance show: the
     plateau check behind an epoch budget. Diverged runs are left out (their curves stop where
     they diverged; the failure counts report them)."""
-    runs = summary.runs[(summary.runs["status"] == "completed") & (summary.runs["epochs"] >= 2)]
+    runs = summary.runs[(summary.runs["status"] == Status.completed) & (summary.runs["epochs"] >= 2)]
     evals = summary.epochs
     if runs.empty or runs["val_acc"].isna().all() or evals.empty:
         return None

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from slopestudy.run.records import PROBLEMS, Status
 from slopestudy.run.tblog import write_summary_run
 from slopestudy.summary import figures as figs
 from slopestudy.summary.cells import Summary, make_summary
 from slopestudy.summary.collect import collect, missing_jobs
 from slopestudy.summary.tables import markdown_sections, write_tables
 from slopestudy.summary.tuning import tune, tuning_notes
-
-PROBLEMS = ["failed", "interrupted", "missing", "unreadable", "running"]  # statuses that are not results
 
 
 def status_notes(df: pd.DataFrame, sweep_dirs: list[Path]) -> list[str]:
@@ -42,7 +41,7 @@ def status_notes(df: pd.DataFrame, sweep_dirs: list[Path]) -> list[str]:
         notes.append(
             f"{r['status'].upper()}: {r['job']}" + (f" — {r['error']}" if pd.notna(r["error"]) else "")
         )
-    for _, r in df[df["status"] == "diverged"].iterrows():
+    for _, r in df[df["status"] == Status.diverged].iterrows():
         notes.append(f"DIVERGED: {r['job']} (kept in the tables with its final metrics)")
     return notes + code_notes(df)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 
@@ -233,6 +234,14 @@ def _mean_std_sections(s: Summary) -> list[str]:
             slug = label.replace(", ", "_").replace("=", "-") if label != "all runs" else "all"
             table.to_csv(s.out_dir / f"{metric}__{slug}.csv")
     return md
+
+
+def committed(results: Path, summary: str, table: str = "runs.csv") -> pd.DataFrame | None:
+    """One table of a committed summary, results/<summary>/<table>; None if it is not there yet
+    (the summary not run, or a summary without that table). The one reader of what
+    write_tables writes: the study runner, the page and the analyses all read through it."""
+    path = results / summary / table
+    return pd.read_csv(path) if path.exists() else None
 
 
 def write_tables(s: Summary, tune_key: str | None = None) -> None:

@@ -18,6 +18,7 @@ import math
 
 import pandas as pd
 
+from slopestudy.run.records import Status
 from slopestudy.science import stats
 from slopestudy.science.stats import NEVER_LEARNED
 from slopestudy.summary.cells import failed, group_keys, in_cell
@@ -38,7 +39,10 @@ def tune(df: pd.DataFrame, key: str, keys: list[str] | None = None) -> pd.DataFr
         raise ValueError("--tune needs validation accuracy: these runs have no validation split")
     cell_keys = [k for k in keys if k != key]
     choose_from = ok[cell_keys + [key]].assign(  # no test column in here
-        score=tuning_score(ok), loss=tuning_loss(ok), learned=~failed(ok), diverged=ok["status"] == "diverged"
+        score=tuning_score(ok),
+        loss=tuning_loss(ok),
+        learned=~failed(ok),
+        diverged=ok["status"] == Status.diverged,
     )
     ranked = rank_values(choose_from, cell_keys, key)
     return pd.DataFrame([_tuned_row(ok, part, cell_keys, key) for part in _ranked_cells(ranked, cell_keys)])
@@ -82,13 +86,13 @@ def _tuned_row(ok: pd.DataFrame, ranked: pd.DataFrame, cell_keys: list[str], key
 
 def tuning_score(runs: pd.DataFrame) -> pd.Series:
     """What --tune maximizes: final validation accuracy, 0 for a diverged run."""
-    return runs["val_acc"].where(runs["status"] != "diverged", 0.0).fillna(0.0)
+    return runs["val_acc"].where(runs["status"] != Status.diverged, 0.0).fillna(0.0)
 
 
 def tuning_loss(runs: pd.DataFrame) -> pd.Series:
     """What breaks a tie: final validation loss, infinite for a diverged run (or none)."""
     loss = runs["val_loss"] if "val_loss" in runs else pd.Series(math.nan, index=runs.index)
-    return loss.where(runs["status"] != "diverged", math.inf).fillna(math.inf)
+    return loss.where(runs["status"] != Status.diverged, math.inf).fillna(math.inf)
 
 
 # Mean scores equal to this many decimals are a tie (within noise: the same number of the same

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from slopestudy.config import DataConfig, Device, StudyConfig, config_from_record
+from slopestudy.config import N_IN, DataConfig, Device, StudyConfig, config_from_record, layer_sizes
 from slopestudy.paths import REPO
 from slopestudy.run import data as data_mod
 from slopestudy.run.model import build_mlp
@@ -58,14 +58,14 @@ def get_data(n: int, root: str) -> tuple[data_mod.Tensors, str]:
         return data_mod.load(cfg, DEVICE), "MNIST"
     except data_mod.DataError:
         g = torch.Generator().manual_seed(0)
-        x, y = torch.randn(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g)
+        x, y = torch.randn(n, N_IN, generator=g), torch.randint(0, 10, (n,), generator=g)
         x, y = x.to(DEVICE), y.to(DEVICE)
         return data_mod.Tensors(x, y, x[:1000], y[:1000], x[:1000], y[:1000]), "synthetic (MNIST not found)"
 
 
 def matmul_limit(depth: int, width: int, batch: int, n: int) -> float:
     """samples/s of only the GEMMs of forward + backward (3 per layer), preallocated."""
-    sizes = [784] + [width] * (depth - 1) + [10]
+    sizes = layer_sizes(depth, width)
     ws = [torch.randn(sizes[i + 1], sizes[i], device=DEVICE) for i in range(depth)]
     acts = [torch.randn(batch, s, device=DEVICE) for s in sizes]
     grads = [torch.randn(batch, s, device=DEVICE) for s in sizes]

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from slopestudy.run.records import Status
 from slopestudy.science import stats
 from slopestudy.science.stats import NEVER_LEARNED, SECOND_THRESHOLD
-from slopestudy.summary.tables import markdown_table
+from slopestudy.summary.tables import committed, markdown_table
 
 
 def learned_mask(runs: pd.DataFrame, threshold: float = NEVER_LEARNED) -> pd.Series:
     """A run learned: it completed (did not diverge) with final validation accuracy >= threshold."""
-    return (runs["status"] == "completed") & (runs["val_acc"] >= threshold)
+    return (runs["status"] == Status.completed) & (runs["val_acc"] >= threshold)
 
 
 # --- phase diagram with seeds -----------------------------------------------------------------
@@ -64,7 +65,7 @@ def rate_row(part: pd.DataFrame) -> dict:
     partly = k != k_strict
     return {
         "learned": stats.fmt_rate(k, n) + (f"; {k_strict}/{n} at {SECOND_THRESHOLD:g}" if partly else ""),
-        "diverged": f"{int((part['status'] == 'diverged').sum())}/{n}",
+        "diverged": f"{int((part['status'] == Status.diverged).sum())}/{n}",
         "median val acc (all runs)": f"{part['val_acc'].fillna(0).median():.3f}",
         "test acc of the runs that learned": "– (partly learned)" if partly else stats.fmt_ci(mean, lo, hi),
         "k": k, "n": n,
@@ -184,8 +185,7 @@ def depth30_power(power: pd.DataFrame, fair_final: pd.DataFrame, slopes=(0.0, 0.
 
 # --- the marker blocks of results/README.md ---------------------------------------------------
 def _runs(results: Path, name: str) -> pd.DataFrame | None:
-    path = results / name / "runs.csv"
-    return pd.read_csv(path) if path.exists() else None
+    return committed(results, name)
 
 
 def phase_block(results: Path) -> str:

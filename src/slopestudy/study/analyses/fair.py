@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from slopestudy.run.records import DONE
+from slopestudy.run.records import DONE, Status
 from slopestudy.science.stats import NEVER_LEARNED
 from slopestudy.study.analyses import protocol
 from slopestudy.summary.cells import failed
-from slopestudy.summary.tables import md_table
+from slopestudy.summary.tables import committed, md_table
 
 INITS = protocol.INITS
 LONG_CHECKS = (("fair_long_sgd_pytorch", "8 epochs (4x the tuning budget)"),
@@ -53,11 +53,9 @@ def long_section(results: Path) -> list[str]:
     4x the final budget at lr 0.05: did any of them learn after all?"""
     out = []
     for name, label in LONG_CHECKS:
-        path = results / name / "runs.csv"
-        if not path.exists():
+        if (runs := committed(results, name)) is None:
             out += [f"{label}: not run yet.", ""]
             continue
-        runs = pd.read_csv(path)
         learned = runs["status"].isin(DONE) & ~failed(runs)
         out += [f"- {label}, lr {', '.join(f'{v:g}' for v in sorted(runs['lr'].unique()))}, depths "
                 f"{', '.join(map(str, sorted(runs['depth'].unique())))} x slopes "
@@ -65,7 +63,7 @@ def long_section(results: Path) -> list[str]:
                 f"**{int(learned.sum())} of {len(runs)} runs learned** (val acc >= {NEVER_LEARNED}); "
                 f"highest final val acc {runs['val_acc'].max():.3f}, lowest final train loss "
                 f"{runs['train_loss'].min():.4f} (chance: ln 10 = 2.3026), "
-                f"{int((runs['status'] == 'diverged').sum())} diverged (`results/{name}/`)."]  # fmt: skip
+                f"{int(runs['status'].eq(Status.diverged).sum())} diverged (`results/{name}/`)."]  # fmt: skip
     return [*out, ""]
 
 

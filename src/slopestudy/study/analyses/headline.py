@@ -13,7 +13,7 @@ from slopestudy.config import Init, StudyConfig
 from slopestudy.science.profiles import theory_decay_per_layer
 from slopestudy.science.stats import NEVER_LEARNED
 from slopestudy.summary.collect import done
-from slopestudy.summary.tables import md_table, pm
+from slopestudy.summary.tables import committed, md_table, pm
 
 DEPTH30_STEPS = 29  # hidden-to-hidden steps of a depth-30 net: the gain table's exponent
 ACCURACY_TABLES = [  # (summary, title, row keys)
@@ -28,8 +28,8 @@ def theory_at(init: str, slope: float) -> float:
 
 
 def finished_runs(results: Path, summary: str) -> pd.DataFrame | None:
-    path = results / summary / "runs.csv"
-    return done(pd.read_csv(path)) if path.exists() else None
+    runs = committed(results, summary)
+    return None if runs is None else done(runs)
 
 
 def slope_header(slopes) -> list[str]:

@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from slopestudy.science import stats
+from slopestudy.summary.cells import failed
 from slopestudy.summary.figures import plt  # the project's matplotlib, set up for files (Agg)
-from slopestudy.summary.tables import md_table
+from slopestudy.summary.tables import committed, md_table
 
 DEPTHS = (50, 100, 200)
 ARM_ORDER = ("ReLU", "a = 0.2", "TAT", "pre-act ReLU residual")
@@ -34,8 +36,7 @@ def step0_profiles(results: Path, depth: int) -> pd.DataFrame | None:
     folder = results / f"kernel_tune_d{depth}"
     if not (folder / "kernel_layers.csv").exists():
         return None
-    runs = pd.read_csv(folder / "runs.csv")
-    layers = pd.read_csv(folder / "kernel_layers.csv")
+    runs, layers = committed(results, folder.name), committed(results, folder.name, "kernel_layers.csv")
     runs = runs.assign(arm=runs.apply(arm, axis=1))[["arm", "seed"]]
     wide = layers[layers["quantity"].isin(["kernel_cos_step0", "kernel_cos_theory"])].pivot_table(
         index=["run", "layer"], columns="quantity", values="value"
@@ -94,3 +95,136 @@ def step0_table(results: Path) -> str:
         return "_No kernel summary committed yet._"
     header = ["depth", "arm", "nets", "measured (mean)", "range over nets", "theory"]
     return md_table(header, rows)
+
+
+# --- trained: the 5-seed final runs (kernel_final_d<depth>) ------------------------------------
+REFERENCE = "ReLU"
+FAMILY = [(depth, name) for depth in DEPTHS for name in ARM_ORDER if name != REFERENCE]  # 9, declared
+
+
+def final_runs(results: Path) -> pd.DataFrame | None:
+    """Every committed final run of the section, with its arm and whether it learned (the
+    project's one rule, cells.failed)."""
+    parts = [f for d in DEPTHS if (f := committed(results, f"kernel_final_d{d}")) is not None]
+    if not parts:
+        return None
+    runs = pd.concat(parts, ignore_index=True)
+    return runs.assign(arm=runs.apply(arm, axis=1), learned=~failed(runs))
+
+
+def comparison(part: pd.DataFrame, ref: pd.DataFrame) -> dict:
+    """One declared comparison of an arm with ReLU at one depth: Fisher's exact test on k/n
+    learned; where both learned every run, Welch on final test accuracy (the test the family
+    uses), with the difference's 95 % interval."""
+    k, n, k0, n0 = int(part["learned"].sum()), len(part), int(ref["learned"].sum()), len(ref)
+    row = {"learned": f"{k}/{n} vs {k0}/{n0}", "fisher p": stats.fisher_p(k, n, k0, n0)}
+    if k == n and k0 == n0:
+        d, lo, hi = stats.welch_interval(ref["test_acc"], part["test_acc"])  # arm - ReLU
+        row.update({"test acc − ReLU [95 % CI]": stats.fmt_ci(d, lo, hi), "test": "Welch",
+                    "p": stats.welch_p(ref["test_acc"], part["test_acc"])})  # fmt: skip
+    else:
+        row.update({"test acc − ReLU [95 % CI]": "–", "test": "Fisher", "p": row["fisher p"]})
+    return row
+
+
+def family_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The 9 declared comparisons; Holm over all 9, a comparison not run yet counted as p = 1 (so
+    the adjusted p of those that ran can only be too large, never too small)."""
+    rows = []
+    for depth, name in FAMILY:
+        here = runs[runs["depth"] == depth]
+        part, ref = here[here["arm"] == name], here[here["arm"] == REFERENCE]
+        row = {"depth": depth, "arm": name}
+        row.update(
+            comparison(part, ref) if len(part) and len(ref) else {"learned": "not run yet", "p": np.nan}
+        )
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["p (Holm, 9)"] = stats.holm(table["p"].fillna(1.0).to_numpy())
+    table.loc[table["p"].isna(), "p (Holm, 9)"] = np.nan
+    return table
+
+
+def arms_table(runs: pd.DataFrame) -> str:
+    """Per depth and arm: its lr, k/n learned with the exact interval, test accuracy of the runs
+    that learned, steps to 90 % validation accuracy, and 1 − cos at the top hidden layer at
+    step 0 and at the end."""
+    rows = []
+    for depth in DEPTHS:
+        here = runs[runs["depth"] == depth]
+        for name in [a for a in ARM_ORDER if a in set(here["arm"])]:
+            part = here[here["arm"] == name]
+            k, n = int(part["learned"].sum()), len(part)
+            ok = part[part["learned"]]
+            acc = f"{ok['test_acc'].mean():.3f} ± {ok['test_acc'].std():.3f}" if k > 1 else (
+                f"{ok['test_acc'].iloc[0]:.3f}" if k else "–")  # fmt: skip
+            reached = part["steps_to_90"].dropna()
+            steps = f"{reached.median():.0f} ({len(reached)}/{n})" if len(reached) else f"never (0/{n})"
+            slope = part["slope"].iloc[0]
+            rows.append([str(depth), name, f"{slope:.3g}", f"{part['lr'].iloc[0]:g}", stats.fmt_rate(k, n),
+                         acc, f"{part['test_acc'].min():.3f}", steps,
+                         f"{part['kernel_gap_step0'].mean():.4f}",
+                         f"{part['kernel_gap_end'].mean():.3f}"])  # fmt: skip
+    header = ["depth", "arm", "slope", "lr", "learned [95 % CI]", "test acc (learned runs, mean ± sd)",
+              "lowest test acc", "steps to 90 % val (median, runs that got there)",
+              "1 − cos top layer, step 0", "… at the end"]  # fmt: skip
+    return md_table(header, rows)
+
+
+def final_block(results: Path) -> str:
+    runs = final_runs(results)
+    if runs is None:
+        return "_The final runs are not committed yet._"
+    fam = family_table(runs)
+    shown = [[str(r["depth"]), r["arm"], r["learned"], r.get("test", "–") if pd.notna(r["p"]) else "–",
+              r.get("test acc − ReLU [95 % CI]", "–") if pd.notna(r["p"]) else "–",
+              stats.fmt_p(r["p"]) if pd.notna(r["p"]) else "–",
+              stats.fmt_p(r["p (Holm, 9)"]) if pd.notna(r["p (Holm, 9)"]) else "–",
+              ("**resolved**" if r["p (Holm, 9)"] < 0.05 else "not resolved") if pd.notna(r["p"]) else "–"]
+             for _, r in fam.iterrows()]  # fmt: skip
+    header = ["depth", "arm vs ReLU", "learned (arm vs ReLU)", "test", "test acc − ReLU [95 % CI]", "p",
+              "p (Holm over 9)", ""]  # fmt: skip
+    ran = sorted(set(runs["depth"]))
+    return "\n".join([
+        f"Final runs at depth {', '.join(map(str, ran))} (5 seeds, 100–104, 6 epochs, each arm at its "
+        f"tuned lr; learned: final validation accuracy ≥ {stats.NEVER_LEARNED} and not diverged):", "",
+        arms_table(runs), "",
+        "The declared family (9 comparisons with ReLU; Holm over all 9, those not run yet counted as p = 1):",
+        "", md_table(header, shown)])  # fmt: skip
+
+
+def final_figure(results: Path):
+    """Test accuracy of every final run against depth, one colour per arm (dots side by side at
+    each depth), k/n learned above each column."""
+    runs = final_runs(results)
+    if runs is None:
+        return None
+    fig, ax = plt.subplots(figsize=(7.2, 4.2))
+    offsets = dict(zip(ARM_ORDER, np.linspace(-0.3, 0.3, len(ARM_ORDER)), strict=True))
+    depths = [d for d in DEPTHS if d in set(runs["depth"])]
+    for i, depth in enumerate(depths):
+        here = runs[runs["depth"] == depth]
+        for name in ARM_ORDER:
+            part = here[here["arm"] == name]
+            if part.empty:
+                continue
+            x = i + offsets[name] + np.linspace(-0.04, 0.04, len(part))
+            ax.scatter(
+                x, part["test_acc"], s=22, color=COLORS[name], edgecolor="white", linewidth=0.5, zorder=3
+            )
+            ax.text(i + offsets[name], 1.005, f"{int(part['learned'].sum())}/{len(part)}", ha="center",
+                    va="bottom", fontsize=7, color=COLORS[name])  # fmt: skip
+    ax.axhline(0.1, color="grey", lw=0.8, ls=":")
+    ax.text(len(depths) - 0.5, 0.11, "chance", fontsize=7, color="grey", ha="right")
+    ax.set_xticks(range(len(depths)), [f"depth {d}" for d in depths])
+    ax.set_xlim(-0.6, len(depths) - 0.4)
+    ax.set_ylim(0, 1.06)
+    ax.set_ylabel("test accuracy after 6 epochs (each dot a run)")
+    ax.set_title(
+        "Plain MLPs of width 256, He init, SGD: who trains at depth (k/n: runs that learned)", fontsize=9
+    )
+    ax.grid(alpha=0.3, axis="y")
+    handles = [Line2D([], [], marker="o", ls="", color=COLORS[a]) for a in ARM_ORDER]
+    ax.legend(handles, ARM_ORDER, loc="lower left", fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig

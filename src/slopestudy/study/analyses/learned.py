@@ -21,7 +21,7 @@ from slopestudy.science import stats
 from slopestudy.science.stats import NEVER_LEARNED, fmt_ci, fmt_p
 from slopestudy.summary.cells import failed
 from slopestudy.summary.collect import done
-from slopestudy.summary.tables import md_table
+from slopestudy.summary.tables import committed, md_table
 
 CELL = ["init", "prelu_params", "slope", "depth"]
 PICKS = ("first", "middle", "last")
@@ -131,13 +131,12 @@ def findings(slopes: pd.DataFrame, twins: pd.DataFrame) -> tuple[str, str]:
 
 def block(results: Path) -> str:
     """The marker block of section 7."""
-    folder = results / "learned_slope"
-    if not (folder / "prelu_slopes.csv").exists():
+    if (slopes := committed(results, "learned_slope", "prelu_slopes.csv")) is None:
         return "Learned-slope runs: not run yet."
-    runs, slopes = pd.read_csv(folder / "runs.csv"), pd.read_csv(folder / "prelu_slopes.csv")
+    runs = committed(results, "learned_slope")
     # the summary's tables keep only the keys that vary; a key constant over the sweep is in runs
     slopes = slopes_table(slopes.assign(**{k: runs[k].iloc[0] for k in CELL if k not in slopes}))
-    twins = twin_table(runs, pd.read_csv(results / "fair_final_sgd" / "runs.csv"))
+    twins = twin_table(runs, committed(results, "fair_final_sgd"))
     first, twin = findings(slopes, twins)
     return "\n".join([
         "### Learned slope per hidden layer after training: mean [95 % t-interval] over seeds",

@@ -12,6 +12,7 @@ import pandas as pd
 from slopestudy.science.stats import NEVER_LEARNED
 from slopestudy.study.analyses import claims, protocol
 from slopestudy.summary.collect import done
+from slopestudy.summary.tables import committed
 
 DYING_ROWS = ("width", "depth")
 
@@ -81,12 +82,14 @@ def dying_block(results: Path) -> str:
     if not tuned.exists():
         return "Dying units on the validation protocol: not run yet."
     t = protocol.order(pd.read_csv(tuned), DYING_ROWS)
-    final = results / "dying_final"
-    dead = dead_section(pd.read_csv(final / "runs.csv")) if (final / "runs.csv").exists() else []
-    power = results / "dying_power" / "runs.csv"
-    replication = replication_section(pd.read_csv(power), t) if power.exists() else []
+    final_runs = committed(results, "dying_final")
+    dead = dead_section(final_runs) if final_runs is not None else []
+    power = committed(results, "dying_power")
+    replication = replication_section(power, t) if power is not None else []
     tuning = protocol.tuned_section(t, DYING_ROWS)
-    return "\n".join([*tuning, *protocol.final_section(final, DYING_ROWS), *dead, *replication])
+    return "\n".join(
+        [*tuning, *protocol.final_section(results / "dying_final", DYING_ROWS), *dead, *replication]
+    )
 
 
 def fashion_block(results: Path) -> str:

@@ -1,7 +1,7 @@
 """A tiny section added to the declared ones, for tests/test_study.py: two small sweeps of real
 presets on the tiny IDX data (SLOPESTUDY_DATA), one summary and one marker block.
 
-    python -m tests.study_tiny --root DIR run tiny --launcher basic --echo
+    python -m tests.helpers.study_tiny --root DIR run tiny --launcher basic --echo
 """
 
 from __future__ import annotations
