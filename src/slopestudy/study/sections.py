@@ -217,7 +217,9 @@ SLOPE_DEPTHS = (100, 200)
 
 # where a choice fell on an edge of KERNEL_LRS, the grid widened (validation only, 2 seeds each)
 KERNEL_WIDENED = {50: "0.01,0.03"}  # every arm chose 0.003, the top
-KERNEL_WIDENED_RESIDUAL = {100: "0.01,0.03"}  # the residual net alone chose the top, 0.003
+# the residual net alone chose the top, 0.003; at depth 200 the grid goes to 0.1 at once, as the
+# residual net needed at depths 50 and 100
+KERNEL_WIDENED_RESIDUAL = {100: "0.01,0.03", 200: "0.01,0.03,0.1"}
 
 
 def _kernel_sweeps(preset: str, depth: int, *extra: str) -> tuple[Sweep, ...]:
