@@ -24,8 +24,10 @@ from slopestudy.study.sweeps import (
     Launch,
     Sweep,
     comparable,
+    done_here_or_committed,
     done_in_folder,
     done_in_table,
+    not_in_summary,
     parts,
     resolve,
 )
@@ -294,6 +296,21 @@ def test_a_done_sweep_reruns_when_the_tuned_table_it_reads_was_rewritten(tmp_pat
     assert "1/1 done, skipped" in capsys.readouterr().out
     run_sweeps(study, SECTIONS["fair"], summary, {sweep: r}, dry_run=True, rewritten={r.tuned})
     assert "1/1 done; would run: python train.py -m +experiment=fair_final" in capsys.readouterr().out
+
+
+def test_on_a_fresh_machine_the_committed_runs_count_as_done_and_only_the_widened_grid_runs(tmp_path):
+    sweep = Sweep("fair_final", ("init=kaiming", "depth=5", "slope=0", "seed=100,101"))
+    r = resolve([sweep])[sweep]
+    folder = tmp_path / r.folder
+    committed = pd.DataFrame(
+        {"init": "kaiming", "depth": 5, "slope": 0.0, "seed": [100], "status": "completed"}
+    )
+    assert done_here_or_committed(folder, r.jobs, committed) == 1  # no folder here: the table's
+    assert not_in_summary(folder, r.jobs, committed) == 0
+    finished_job(folder / "depth=5,init=kaiming,slope=0" / "seed=101", [*sweep.task()[:-1], "seed=101"])
+    assert done_here_or_committed(folder, r.jobs, committed) == 2  # one here, one committed
+    assert done_here_or_committed(folder, r.jobs, None) == 1
+    assert not_in_summary(folder, r.jobs, committed) == 1  # run by hand: `run` rewrites the summary
 
 
 def test_a_split_sweep_runs_one_part_per_value():

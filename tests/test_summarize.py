@@ -245,3 +245,30 @@ def test_accuracy_figure_draws_no_mean_over_a_cell_where_some_runs_failed(tmp_pa
     assert list(mean_line.get_xdata()) == [3] and list(mean_line.get_ydata()) == pytest.approx([0.91])
     dots = [line for line in ax.lines if line.get_marker() == "."]
     assert sum(len(d.get_xdata()) for d in dots) == 4  # every run is shown
+
+
+def test_a_summary_kept_from_its_committed_csvs_writes_what_one_from_all_folders_writes(tmp_path):
+    # a grid widened on a fresh machine: the first sweep's folders are gone, its summary is
+    # committed; the summary of the new folders, keeping the committed runs, is the full one
+    for lr in (0.01, 0.1):
+        for seed in (0, 1):
+            make_curve_run(tmp_path / "sweep", f"lr={lr}/seed={seed}", [0.5, 0.8 + lr], lr=lr, seed=seed)
+    full = summarize([tmp_path / "sweep"], tmp_path / "full", figures=False, tune_key="lr")
+    kept_out = tmp_path / "kept"
+    summarize([tmp_path / "sweep"], kept_out, figures=False, tune_key="lr")
+    for seed in (0, 1):  # lr=0.01's folders are gone; lr=0.1's are here (rerun: they replace)
+        (tmp_path / "sweep" / "lr=0.01" / f"seed={seed}" / "run.json").unlink()
+        (tmp_path / "sweep" / "lr=0.01" / f"seed={seed}" / ".hydra" / "config.yaml").unlink()
+    s = summarize([tmp_path / "sweep"], kept_out, figures=False, tune_key="lr", keep=True)
+    for name in ("runs.csv", "epochs.csv", "aggregate.csv", "tuned.csv", "accuracy_ci.csv"):
+        assert (kept_out / name).read_text() == (full.out_dir / name).read_text(), name
+    assert any(n.startswith("KEPT: 2 run(s)") for n in s.notes)
+    # without --keep the gone folders' runs are gone from the summary too
+    assert len(summarize([tmp_path / "sweep"], tmp_path / "new", figures=False).runs) == 2
+
+
+def test_keep_needs_the_summary_folder(tmp_path, capsys):
+    make_run(tmp_path / "sweep", "seed=0")
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "sweep"), "--keep"])
+    assert e.value.code == 2 and "--keep needs --out" in capsys.readouterr().err

@@ -30,10 +30,11 @@ from slopestudy.study.sweeps import (
     Launch,
     Resolved,
     clock,
+    done_here_or_committed,
     done_in_folder,
     done_in_table,
-    done_now,
     folder_jobs,
+    not_in_summary,
     parts,
     resolve,
     run_part,
@@ -106,6 +107,8 @@ def sweep_state(study: Study, r: Resolved, runs: pd.DataFrame | None, walls: dic
     if folder.is_dir():
         done, seconds = done_in_folder(r.jobs, folder_jobs(folder))
         state = SweepState(r, done, "folder", seconds, "train", in_summary=in_table[0] or 0)
+        if runs is not None and (both := done_here_or_committed(folder, r.jobs, runs)) > done:
+            state.done, state.source = both, "+runs.csv"  # the rest's folders are gone, `run` keeps them
     elif runs is not None:
         state = SweepState(r, in_table[0], "runs.csv", in_table[1], "train")
     else:
@@ -181,7 +184,11 @@ def summary_step(study: Study, section: Section, summary: Summarize, resolved: d
         print(f"[{section.name}] then python -m slopestudy.summary {' '.join(folders)} "
               f"--out results/{summary.out}{tune}")  # fmt: skip
         return False
-    if ran or study.summary_runs(summary) is None:
+    runs = study.summary_runs(summary)
+    behind = runs is not None and any(
+        not_in_summary(study.launch.root / resolved[s].folder, resolved[s].jobs, runs) for s in summary.sweeps
+    )  # a sweep run by hand into the declared folder
+    if ran or runs is None or behind:
         return write_summary(study, section, summary, folders)
     return False
 
@@ -201,12 +208,13 @@ def run_sweeps(study: Study, section: Section, summary: Summarize, resolved: dic
     A sweep that reads a tuned.csv `rewritten` in this run runs even when all its jobs are done:
     each job reruns only if its config (its tuned value) changed."""
     ran, failed = False, 0
+    runs = study.summary_runs(summary)
     for sweep in summary.sweeps:
         r = resolved[sweep]
         folder = study.launch.root / r.folder
         relaunch = r.tuned in rewritten
         for task, jobs in parts(r):
-            done = done_now(folder, jobs)
+            done = done_here_or_committed(folder, jobs, None if relaunch else runs)
             head = f"[{section.name}] {' '.join(task)}: {done}/{len(jobs)} done"
             if done == len(jobs) and not relaunch:
                 print(f"{head}, skipped ({r.folder})", flush=True)
@@ -231,7 +239,8 @@ def write_summary(study: Study, section: Section, summary: Summarize, folders: l
     if not here:
         print(f"[{section.name}] {out}: no sweep folder yet, no summary")
         return False
-    s = summarize(here, study.results / summary.out, tune_key=summary.tune)
+    # the committed summary's runs whose folders are not on this machine stay in it
+    s = summarize(here, study.results / summary.out, tune_key=summary.tune, keep=True)
     (study.results / f"{summary.out}.txt").write_text(f"{s.main_table()}\n\nTables and figures: {out}\n")
     print(f"[{section.name}] summary {out}: {len(s.runs)} runs", flush=True)
     return True

@@ -200,6 +200,23 @@ def done_now(folder: Path, jobs: list[dict], cache: dict | None = None) -> int:
     return done_in_folder(jobs, folder_jobs(folder, cache))[0] if folder.is_dir() else 0
 
 
+def not_in_summary(folder: Path, jobs: list[dict], runs: pd.DataFrame | None) -> int:
+    """Jobs finished in their folder here that the committed summary's `runs` lacks."""
+    here = folder_jobs(folder) if folder.is_dir() else []
+    finished = {job_identity(j.overrides) for j in here if j.status in DONE}
+    mine = [job for job in jobs if job_identity(job) in finished]
+    return len(mine) - (done_in_table(mine, runs)[0] if runs is not None else 0)
+
+
+def done_here_or_committed(folder: Path, jobs: list[dict], runs: pd.DataFrame | None) -> int:
+    """Jobs finished in their folder here or, where it is not (a fresh machine: the sweep folders
+    of earlier sessions are gone), in the committed summary's `runs`, which `run` then keeps."""
+    here = folder_jobs(folder) if folder.is_dir() else []
+    finished = {job_identity(j.overrides) for j in here if j.status in DONE}
+    left = [job for job in jobs if job_identity(job) not in finished]
+    return len(jobs) - len(left) + (done_in_table(left, runs)[0] if runs is not None else 0)
+
+
 def run_part(launch: Launch, task: list[str], folder: Path, jobs: list[dict]) -> int:
     """One Hydra multirun, a progress line whenever more of its jobs are done; its exit code. If
     this process is stopped meanwhile, the sweep is stopped too (its jobs keep their checkpoints)."""

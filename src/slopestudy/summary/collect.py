@@ -59,6 +59,49 @@ def collect(sweep_dirs: list[Path]) -> Collected:
     return Collected(runs, long, steps.astype({"val_acc": float, "test_acc": float}), hparams)
 
 
+# what a committed summary keeps of each run (write_tables): enough to summarize it again
+KEPT_TABLES = {"runs": "runs.csv", "epochs": "epochs.csv", "layers": "kernel_layers.csv"}
+
+
+def kept(summary_dir: Path, found: Collected) -> tuple[Collected, int]:
+    """`found` plus the runs of the committed summary in `summary_dir` whose job folders are not
+    among `found`'s: a summary extended on a machine where its earlier sweep folders are gone (a
+    grid widened in a later session). Rows come in collect's order (sweep, then job path), so
+    the result is what a summary of all the folders would write, but for the per-layer norm
+    profiles, which a committed summary does not keep; how many runs were kept."""
+    old = {name: pd.read_csv(summary_dir / f) if (summary_dir / f).exists() else None
+           for name, f in KEPT_TABLES.items()}  # fmt: skip
+    if old["runs"] is None:
+        return found, 0
+    here = set(zip(found.runs["sweep"], found.runs["job"], strict=True))
+    keep = [(s, j) not in here for s, j in zip(old["runs"]["sweep"], old["runs"]["job"], strict=True)]
+    if not any(keep):
+        return found, 0
+    # each run by (its part, its row there): the part's per-epoch and per-layer rows follow it
+    parts = [(old["runs"][keep], old["epochs"], old["layers"]), (found.runs, found.epochs, found.layers)]
+    runs = pd.concat([p[0] for p in parts], ignore_index=True)
+    source = [(n, i) for n, p in enumerate(parts) for i in p[0].index]
+    sweeps = list(dict.fromkeys(runs["sweep"]))
+
+    def place(k: int) -> tuple:
+        return sweeps.index(runs["sweep"][k]), Path(runs["job"][k]).parts
+
+    order = sorted(range(len(runs)), key=place)
+    epochs, layers = [], []
+    for new, k in enumerate(order):
+        n, i = source[k]
+        for frame, out in ((parts[n][1], epochs), (parts[n][2], layers)):
+            if frame is not None and not frame.empty:
+                out.append(frame[frame["run"] == i].assign(run=new))
+    merged = Collected(
+        runs.iloc[order].reset_index(drop=True),
+        pd.concat(layers, ignore_index=True) if layers else found.layers,
+        pd.concat(epochs, ignore_index=True) if epochs else found.epochs,
+        found.hparams,
+    )
+    return merged, sum(keep)
+
+
 def layer_rows(run: dict, i: int) -> list[dict]:
     """The long per-layer rows of one run: step-0 profiles, and the learned PReLU slopes at the end."""
     history = run.get("history") or []

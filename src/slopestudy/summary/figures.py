@@ -277,13 +277,17 @@ def val_curves(summary: Summary) -> plt.Figure | None:
                    "has it plateaued?")  # fmt: skip
 
 
-def draw_all(summary: Summary) -> list[Path]:
+# figures drawn from per-layer norms, which a committed summary does not keep (collect.kept)
+PER_LAYER_NORMS = ("signal_norm_step0",)
+
+
+def draw_all(summary: Summary, skip: tuple[str, ...] = ()) -> list[Path]:
     def dead_at_init(ax, g, color):
         ax.plot(g["depth"], g["dead_frac_step0_mean"], ":", color=color)
 
     has_end = summary.agg["dead_frac_end_mean"].notna().any()
     figs = {
-        "signal_norm_step0": signal_norm_step0(summary),
+        "signal_norm_step0": None if "signal_norm_step0" in skip else signal_norm_step0(summary),
         "decay_heatmap": decay_heatmap(summary),
         "decay_vs_slope": decay_vs_slope(summary),
         "test_acc_vs_depth": accuracy_vs_depth(summary),

@@ -22,7 +22,7 @@ from slopestudy.run.records import PROBLEMS, Status
 from slopestudy.run.tblog import write_summary_run
 from slopestudy.summary import figures as figs
 from slopestudy.summary.cells import Summary, make_summary
-from slopestudy.summary.collect import collect, missing_jobs
+from slopestudy.summary.collect import collect, kept, missing_jobs, shown
 from slopestudy.summary.tables import markdown_sections, write_tables
 from slopestudy.summary.tuning import tune, tuning_notes
 
@@ -65,8 +65,10 @@ def summarize(
     out_dir: str | Path | None = None,
     figures: bool = True,
     tune_key: str | None = None,
+    keep: bool = False,
 ) -> Summary:
-    """One sweep's (or several sweeps') summary: tables, figures and the TensorBoard run."""
+    """One sweep's (or several sweeps') summary: tables, figures and the TensorBoard run. With
+    `keep`, the runs of the summary already in `out_dir` whose folders are not here stay in it."""
     sweep_dirs = [Path(d).resolve() for d in sweep_dirs]
     for d in sweep_dirs:
         if not d.is_dir():
@@ -77,12 +79,20 @@ def summarize(
             f"no Hydra job folders (with .hydra/config.yaml) under {', '.join(map(str, sweep_dirs))}"
         )
     out = Path(out_dir) if out_dir else sweep_dirs[0] / "summary"
+    found, n_kept = kept(out, found) if keep else (found, 0)
     out.mkdir(parents=True, exist_ok=True)
     summary = make_summary(found.runs, out, found.layers, found.epochs)
     summary.notes = status_notes(found.runs, sweep_dirs)
+    if n_kept:
+        summary.notes.append(
+            f"KEPT: {n_kept} run(s) from the committed {shown(out / 'runs.csv')} (their folders are not "
+            f"here); it keeps no per-layer norms, so {', '.join(figs.PER_LAYER_NORMS)}.png is the one drawn "
+            "from the earlier folders"
+        )
     _tables(summary, tune_key)
     if figures:  # the `summary` run: figures, tables and the HParams experiment
-        summary.figures = figs.draw_all(summary) if not summary.agg.empty else []
+        skip = figs.PER_LAYER_NORMS if n_kept else ()
+        summary.figures = figs.draw_all(summary, skip) if not summary.agg.empty else []
         images = {p.stem: figs.read_image(p) for p in summary.figures}
         write_summary_run(out, images, markdown_sections(summary.markdown), found.hparams)
     return summary
@@ -121,9 +131,19 @@ def main(argv: list[str] | None = None) -> int:
         "where nothing learns: the lowest validation loss); writes tuned.csv, which "
         "`python train.py tuned=<it>` reads",
     )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the runs of the summary already in --out whose folders are not here (a grid "
+        "widened on a machine where the earlier sweep folders are gone)",
+    )
     args = p.parse_args(argv)
+    if args.keep and not args.out:
+        p.error("--keep needs --out: the committed summary whose runs are kept")
     try:
-        s = summarize(args.sweep_dirs, args.out, figures=not args.no_figures, tune_key=args.tune)
+        s = summarize(
+            args.sweep_dirs, args.out, figures=not args.no_figures, tune_key=args.tune, keep=args.keep
+        )
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
