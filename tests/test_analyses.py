@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from slopestudy.science import stats
-from slopestudy.study.analyses import fair, learned, protocol
+from slopestudy.study.analyses import fair, kernel, learned, protocol
 from slopestudy.summary.cells import accuracy_ci, compare_to
 
 
@@ -107,3 +107,37 @@ def test_learned_twins_paired_on_seed_with_holm():
     slopes = pd.DataFrame(columns=[*learned.CELL, "first_value", "last_value"])
     _, sentence = learned.findings(slopes, t.reset_index())
     assert "after Holm over the family of all 2 twin comparisons" in sentence
+
+
+def committed_curve(results, depth: int, peak: float) -> None:
+    """kernel_final_d<depth> (ReLU, 0.2, TAT, seeds 100-104) and kernel_slopes_final_d<depth>
+    (0.4-0.9, seeds 100-102), validation accuracy 0.95 at slope `peak`, falling away from it."""
+
+    def row(slope, seed, rule="fixed", status="completed"):
+        acc = 0.95 - abs(slope - peak) / 2 + (seed - 100) / 1000
+        return {"depth": depth, "slope": slope, "slope_rule": rule, "residual": False, "seed": seed,
+                "lr": 0.001, "status": status, "val_acc": acc, "test_acc": acc}  # fmt: skip
+
+    final = [row(a, s) for a in (0.0, 0.2) for s in range(100, 105)]
+    final += [row(0.9, s, rule="tat") for s in range(100, 105)]  # TAT: not on the fixed-slope curve
+    final += [{**row(0.0, 104), "val_acc": 0.0}]  # a seed beyond 102: left out
+    slopes = [row(a, s) for a in (0.4, 0.57, 0.68, 0.8, 0.9) for s in (100, 101, 102)]
+    slopes[-1] = {**row(0.9, 102, status="diverged"), "val_acc": None}
+    for name, rows in ((f"kernel_final_d{depth}", final), (f"kernel_slopes_final_d{depth}", slopes)):
+        (results / name).mkdir(parents=True)
+        pd.DataFrame(rows).to_csv(results / name / "runs.csv", index=False)
+
+
+def test_the_best_slope_curve_joins_the_final_runs_and_finds_each_depths_peak(tmp_path):
+    assert kernel.slopes_block(tmp_path) == "_The best-slope runs are not committed yet._"
+    committed_curve(tmp_path, 100, peak=0.57)
+    committed_curve(tmp_path, 200, peak=0.8)
+    curve = kernel.slope_runs(tmp_path)
+    assert len(curve) == 2 * (2 * 3 + 5 * 3) and set(curve["seed"]) == {100, 101, 102}
+    assert (curve[curve["status"] == "diverged"]["score"] == 0.1).all()  # chance, not left out
+    best = kernel.best_slopes(curve)
+    assert best["best"] == {100: 0.57, 200: 0.8} and best["moves up"] == 1.0
+    block = kernel.slopes_block(tmp_path)
+    assert "- depth 200: best slope 0.8 (validation; TAT's slope 0.679)" in block
+    assert "larger at depth 200 than at 100: yes; in 100% of the resamples" in block
+    assert kernel.slopes_block(tmp_path) == block  # the same bytes each time (a fixed bootstrap seed)

@@ -256,5 +256,6 @@ SECTIONS |= {s.name: s for s in (
             Sweep("kernel_slopes_tune", (f"depth={d}", f"lr={KERNEL_LRS}")),)) for d in SLOPE_DEPTHS),
         *(Summarize(f"kernel_slopes_final_d{d}", sweeps=(Sweep("kernel_slopes_final", (f"depth={d}",)),))
           for d in SLOPE_DEPTHS),
-    ), needs=("kernel_tune", "kernel_final")),
+    ), needs=("kernel_tune", "kernel_final"), blocks=lambda r: {"kernel_slopes": kernel.slopes_block(r)},
+        figures={"kernel_slopes.png": kernel.slopes_figure}),
 )}  # fmt: skip

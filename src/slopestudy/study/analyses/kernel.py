@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from slopestudy.science import stats
+from slopestudy.science.theory import tat_slope
 from slopestudy.summary.cells import failed
 from slopestudy.summary.figures import plt  # the project's matplotlib, set up for files (Agg)
 from slopestudy.summary.tables import committed, md_table
@@ -226,5 +227,107 @@ def final_figure(results: Path):
     ax.grid(alpha=0.3, axis="y")
     handles = [Line2D([], [], marker="o", ls="", color=COLORS[a]) for a in ARM_ORDER]
     ax.legend(handles, ARM_ORDER, loc="lower left", fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+# --- the best slope against depth (kernel_slopes_final_d<depth>, with kernel_final's 0 and 0.2) -
+SLOPE_DEPTHS = (100, 200)
+SLOPE_SEEDS = (100, 101, 102)  # the curve's seeds: kernel_final's ReLU and a = 0.2 runs share them
+BOOTSTRAP = 10_000
+
+
+def slope_runs(results: Path) -> pd.DataFrame | None:
+    """Every plain fixed-slope run of the curve at each depth that has its slopes committed: slopes
+    0 and 0.2 from kernel_final (seeds 100-102 of its 5), the rest from kernel_slopes_final."""
+    parts = []
+    for depth in SLOPE_DEPTHS:
+        slopes, final = (
+            committed(results, f"kernel_slopes_final_d{depth}"),
+            committed(results, f"kernel_final_d{depth}"),
+        )
+        if slopes is None or final is None:
+            continue
+        final = final.assign(arm=final.apply(arm, axis=1))
+        plain = final[final["arm"].isin(["ReLU", "a = 0.2"]) & final["seed"].isin(SLOPE_SEEDS)]
+        parts += [plain.drop(columns="arm"), slopes]
+    if not parts:
+        return None
+    runs = pd.concat(parts, ignore_index=True)
+    # a diverged run (or one with no validation accuracy) counts as chance in the means
+    score = runs["val_acc"].where(runs["status"] != "diverged").fillna(0.1)
+    return runs.assign(learned=~failed(runs), score=score)
+
+
+def best_slopes(runs: pd.DataFrame, rng: np.random.Generator | None = None) -> dict:
+    """Per depth, the slope with the best mean final validation accuracy (`score`: a diverged run
+    counts as chance), and, from BOOTSTRAP resamples of the seeds within each cell, how often
+    each depth's best slope is the same and how often the best slope at the larger depth is
+    larger (the declared prediction; descriptive, 3 seeds a cell)."""
+    rng = rng or np.random.default_rng(0)  # fixed: the page is the same bytes each time
+    cells = {(d, s): g["score"].to_numpy() for (d, s), g in runs.groupby(["depth", "slope"])}
+    depths = sorted({d for d, _ in cells})
+    slopes = {d: sorted(s for dd, s in cells if dd == d) for d in depths}
+    best = {d: max(slopes[d], key=lambda s, d=d: cells[d, s].mean()) for d in depths}
+    draws = {d: np.array([[rng.choice(cells[d, s], len(cells[d, s])).mean() for s in slopes[d]]
+                          for _ in range(BOOTSTRAP)]) for d in depths}  # fmt: skip
+    picked = {d: np.asarray(slopes[d])[draws[d].argmax(axis=1)] for d in depths}
+    out = {"best": best, "same": {d: float((picked[d] == best[d]).mean()) for d in depths}}
+    if len(depths) == 2:
+        out["moves up"] = float((picked[depths[1]] > picked[depths[0]]).mean())
+    return out
+
+
+def slopes_block(results: Path) -> str:
+    runs = slope_runs(results)
+    if runs is None:
+        return "_The best-slope runs are not committed yet._"
+    rows = []
+    for (depth, slope), g in runs.groupby(["depth", "slope"]):
+        k, n = int(g["learned"].sum()), len(g)
+        rows.append([str(depth), f"{slope:g}", f"{g['lr'].iloc[0]:g}", stats.fmt_rate(k, n),
+                     f"{g['score'].mean():.3f} ± {g['score'].std():.3f}", f"{g['score'].min():.3f}",
+                     f"{g['test_acc'].mean():.3f}"])  # fmt: skip
+    header = ["depth", "slope", "lr (tuned)", "learned [95 % CI]",
+              "val acc (mean ± sd, all runs; diverged = 0.1)", "lowest val acc",
+              "test acc (mean)"]  # fmt: skip
+    b = best_slopes(runs)
+    lines = [f"- depth {d}: best slope {s:g} (validation; TAT's slope {tat_slope(d):.3f}); the same best "
+             f"slope in {b['same'][d]:.0%} of {BOOTSTRAP:,} bootstrap resamples of the seeds"
+             for d, s in b["best"].items()]  # fmt: skip
+    if "moves up" in b:
+        lines.append(f"- the best slope larger at depth {max(b['best'])} than at {min(b['best'])}: "
+                     f"{'yes' if b['best'][max(b['best'])] > b['best'][min(b['best'])] else 'no'}; "
+                     f"in {b['moves up']:.0%} of the resamples")  # fmt: skip
+    return "\n".join([
+        f"Plain MLPs, width 256, He init, 6 epochs, seeds {SLOPE_SEEDS[0]}–{SLOPE_SEEDS[-1]}, each slope "
+        "at its own lr (validation, 2 seeds × 2 epochs); slopes 0 and 0.2 are kernel_final's runs of "
+        "these seeds:",
+        "", md_table(header, rows), "", *lines])  # fmt: skip
+
+
+def slopes_figure(results: Path):
+    """Final validation accuracy against the slope, one colour per depth (each dot a run, the line
+    through the means), TAT's slope for each depth dashed."""
+    runs = slope_runs(results)
+    if runs is None:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for depth, color in zip(SLOPE_DEPTHS, ("#1f77b4", "#d62728"), strict=True):
+        part = runs[runs["depth"] == depth]
+        if part.empty:
+            continue
+        means = part.groupby("slope")["score"].mean()
+        ax.plot(means.index, means.values, "-", color=color, lw=1.4, label=f"depth {depth}")
+        ax.scatter(part["slope"], part["score"], s=16, color=color, alpha=0.7, edgecolor="none")
+        ax.axvline(tat_slope(depth), color=color, ls="--", lw=1)
+        ax.text(tat_slope(depth), 0.02, f" TAT {tat_slope(depth):.2f}", color=color, fontsize=7, rotation=90,
+                va="bottom")  # fmt: skip
+    ax.set_xlabel("negative slope a (He init matched to it)")
+    ax.set_ylabel("validation accuracy after 6 epochs")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Which slope trains best at depth 100 and 200 (dots: runs; dashed: TAT's slope)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
     fig.tight_layout()
     return fig
