@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from slopestudy.study.analyses import fair, headline, learned, protocol
-from slopestudy.study.analyses.page import read_block, replace_block
+from slopestudy.study.analyses.page import anchors, contents, headings, read_block, replace_block, slug
 from slopestudy.study.publish import FROM_TABLES, NEED_SWEEP, PAGE, published_state, redraw, report
 from slopestudy.study.runner import Study, main, run_sweeps
 from slopestudy.study.sections import SECTIONS, Summarize
@@ -115,10 +115,23 @@ def test_every_committed_summary_and_marker_is_declared_once():
     page = (RESULTS / PAGE).read_text()
     on_page = set(re.findall(r"<!-- study (.+?): begin -->", page))
     declared = {name for section in ALL if section.blocks for name in section.blocks(RESULTS)}
-    assert on_page == declared
+    assert on_page == declared | {"contents"}  # the table of contents: report makes it from the page
     assert "<!--" not in re.sub(r"<!-- study .+?: (begin|end) -->", "", page)  # no other generator's markers
     for section in ALL:
         assert set(section.needs) <= set(SECTIONS)
+
+
+def test_every_link_to_a_section_of_the_page_lands_on_a_heading():
+    page = (RESULTS / PAGE).read_text()
+    targets = anchors(page)
+    assert slug("2. Training, compared fairly: 5 seeds, 95 % CIs (fair_tune)") == (
+        "2-training-compared-fairly-5-seeds-95--cis-fair_tune"
+    )  # GitHub's rule: punctuation dropped, each space a hyphen
+    assert len(contents(page).splitlines()) == len(headings(page)) >= 9
+    links = {"README.md": re.findall(r"results/README\.md#([^)\s]+)", (ROOT / "README.md").read_text()),
+             PAGE: re.findall(r"\]\(#([^)\s]+)\)", page)}  # fmt: skip
+    for where, found in links.items():
+        assert found and set(found) <= targets, f"{where}: no heading for {set(found) - targets}"
 
 
 def test_every_preset_has_a_fixed_folder_and_shared_folders_split_their_jobs():

@@ -14,7 +14,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from slopestudy.study.analyses.page import read_block, replace_block
+from slopestudy.study.analyses.page import contents, read_block, replace_block
 from slopestudy.study.sections import Section
 from slopestudy.summary import figures as figs
 from slopestudy.summary.cells import make_summary
@@ -69,6 +69,7 @@ def report(results: Path, sections: list[Section], figures: bool = False) -> lis
             for summary in section.summaries:
                 changed += redraw(results / summary.out)
             changed += draw_section_figures(results, section)
+    text = replace_block(text, "contents", contents(text))
     if write_if_changed(page, text):
         changed.insert(0, page)
     return changed

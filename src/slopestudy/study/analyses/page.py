@@ -6,6 +6,8 @@ everything outside the markers is prose and is never touched.
 
 from __future__ import annotations
 
+import re
+
 
 def markers(name: str) -> tuple[str, str]:
     return f"<!-- study {name}: begin -->", f"<!-- study {name}: end -->"
@@ -27,3 +29,30 @@ def replace_block(text: str, name: str, body: str) -> str:
         raise KeyError(f"no '{begin}' ... '{end}' in the page")
     head, rest = text.split(begin, 1)
     return f"{head}{begin}\n{body}\n{end}{rest.split(end, 1)[1]}"
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation other than - and _ dropped, each
+    space a hyphen ("95 % CIs" -> "95--cis")."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def headings(text: str, level: int = 2) -> list[str]:
+    """The page's headings of `level` (## by default), outside code blocks."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        fenced ^= line.startswith("```")
+        if not fenced and line.startswith("#" * level + " "):
+            out.append(line[level + 1 :].strip())
+    return out
+
+
+def contents(text: str) -> str:
+    """The page's table of contents: one linked line per ## heading (generated, so an anchor
+    cannot go stale when a heading changes)."""
+    return "\n".join(f"- [{h}](#{slug(h)})" for h in headings(text) if h != "Contents")
+
+
+def anchors(text: str) -> set[str]:
+    """Every anchor a link into the page can use (its headings of every level)."""
+    return {slug(h) for level in range(1, 5) for h in headings(text, level)}
