@@ -33,7 +33,7 @@ def pick_device(choice: Device):
 # their allocators): measured peak RSS minus the parts, on the 2-core CPU machine (~600 MiB).
 # Counted only on the CPU, where it shares the RAM.
 PROCESS_BASE_BYTES = 600 * 2**20
-EVAL_CHUNK = 10_000  # examples per forward pass when evaluating (loop.evaluate)
+EVAL_CHUNK = 10_000  # examples per forward pass when evaluating (measures.evaluate)
 
 
 def estimate_bytes(cfg: StudyConfig, on_cpu: bool = True) -> dict[str, int]:
