@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from slopestudy.config import Init
+from slopestudy.config import Init, StudyConfig
 from slopestudy.run.model import linears
 from slopestudy.run.probes import GradientProbe, activation_stats
 
@@ -74,3 +74,19 @@ def test_denormal_from_names_the_highest_layer_in_float32_denormals():
     signal = [r * math.sqrt(batch * w) for r, w in zip(rms, widths, strict=True)]
     assert denormal_from(signal, batch, widths) == 1
     assert denormal_from([1.0] * 4, batch, widths) is None
+
+
+def test_a_run_whose_step0_signal_is_denormal_says_so_in_one_line(caplog):
+    from slopestudy.run.measures import Measures
+
+    model = mlp(depth=4, width=256)
+    measures = Measures(StudyConfig(depth=4, width=256), model, None, torch.zeros(2, 784), None, {})
+    rms = [1e-40, 1e-31, 1e-20, 1.0]  # per unit, input side first: layers 0 and 1 are denormal
+    signal = [r * math.sqrt(128 * w) for r, w in zip(rms, [256, 256, 256, 10], strict=True)]
+    with caplog.at_level("WARNING"):
+        measures.warn_if_denormal(signal)
+    (line,) = caplog.messages
+    assert "from layer 1 down to the input: float32 denormals" in line
+    caplog.clear()
+    measures.warn_if_denormal([1.0] * 4)
+    assert not caplog.messages

@@ -272,3 +272,30 @@ def test_keep_needs_the_summary_folder(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([str(tmp_path / "sweep"), "--keep"])
     assert e.value.code == 2 and "--keep needs --out" in capsys.readouterr().err
+
+
+def test_kept_runs_keep_their_sweeps_order_and_only_what_is_still_wanted(tmp_path):
+    for sweep in ("a", "b"):
+        for seed in (0, 1):
+            make_curve_run(
+                tmp_path / sweep, f"seed={seed}", [0.5, 0.9], seed=seed, width=32 if sweep == "a" else 64
+            )
+    full = summarize([tmp_path / "a", tmp_path / "b"], tmp_path / "full", figures=False)
+    out = tmp_path / "kept"
+    summarize([tmp_path / "a", tmp_path / "b"], out, figures=False)
+    for seed in (0, 1):  # the later sweep's folders are gone, the earlier one's are here
+        (tmp_path / "b" / f"seed={seed}" / ".hydra" / "config.yaml").unlink()
+    summarize([tmp_path / "a"], out, figures=False, keep=True)
+    for name in ("runs.csv", "epochs.csv"):
+        assert (out / name).read_text() == (full.out_dir / name).read_text(), name
+    # a committed run no longer asked for (wanted: False) is not kept
+    s = summarize([tmp_path / "a"], out, figures=False, keep=True, wanted=lambda runs: runs["seed"] == 0)
+    assert sorted(zip(s.runs["width"], s.runs["seed"], strict=True)) == [(32, 0), (32, 1), (64, 0)]
+
+
+def test_prelu_runs_cannot_be_kept_their_learned_slopes_are_not_committed(tmp_path):
+    make_run(tmp_path / "a", "seed=0", act="prelu")
+    summarize([tmp_path / "a"], tmp_path / "out", figures=False)
+    make_run(tmp_path / "b", "seed=1", seed=1, act="prelu")
+    with pytest.raises(ValueError, match="learned slopes per layer are not committed"):
+        summarize([tmp_path / "b"], tmp_path / "out", figures=False, keep=True)

@@ -79,7 +79,7 @@ class Measures:
         Flushing them to zero would change the measured norms there, so the run only says so."""
         widths = [layer.out_features for layer in linears(self.model)]
         top = denormal_from(signal, self.cfg.batch_size, widths)
-        if top is not None and self.device.type == "cpu":
+        if top is not None and self.probe_x.device.type == "cpu":
             log.warning("the backprop signal is below 1e-30 per unit from layer %d down to the input: "
                         "float32 denormals, which some CPUs compute many times slower (python -m "
                         "slopestudy.tools.bench --kernel measures this one); init=kaiming keeps it O(1)",

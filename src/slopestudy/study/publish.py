@@ -69,7 +69,10 @@ def report(results: Path, sections: list[Section], figures: bool = False) -> lis
             for summary in section.summaries:
                 changed += redraw(results / summary.out)
             changed += draw_section_figures(results, section)
-    text = replace_block(text, "contents", contents(text))
+    try:
+        text = replace_block(text, "contents", contents(text))
+    except KeyError as e:
+        print(f"the table of contents: {e.args[0]}: add its markers to the page", file=sys.stderr)
     if write_if_changed(page, text):
         changed.insert(0, page)
     return changed

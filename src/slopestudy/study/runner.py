@@ -29,10 +29,12 @@ from slopestudy.study.sweeps import (
     REPO,
     Launch,
     Resolved,
+    asked_for,
     clock,
     done_here_or_committed,
     done_in_folder,
     done_in_table,
+    done_now,
     folder_jobs,
     not_in_summary,
     parts,
@@ -189,7 +191,7 @@ def summary_step(study: Study, section: Section, summary: Summarize, resolved: d
         not_in_summary(study.launch.root / resolved[s].folder, resolved[s].jobs, runs) for s in summary.sweeps
     )  # a sweep run by hand into the declared folder
     if ran or runs is None or behind:
-        return write_summary(study, section, summary, folders)
+        return write_summary(study, section, summary, folders, [resolved[s] for s in summary.sweeps])
     return False
 
 
@@ -221,26 +223,31 @@ def run_sweeps(study: Study, section: Section, summary: Summarize, resolved: dic
             elif dry_run:
                 print(f"{head}; would run: python train.py {' '.join(study.launch.command(task)[2:])}")
             else:
+                here = done_now(folder, jobs)
                 what = (
                     f"running {len(jobs) - done}"
                     if done < len(jobs)
                     else f"rechecking them against {r.tuned}"
                 )
+                if here < done < len(jobs):  # Hydra launches the whole sweep; a job skips only its own folder
+                    what += f", and again the {done - here} committed ones whose folders are not here"
                 print(f"{head}, {what} into {r.folder}", flush=True)
                 failed += run_part(study.launch, task, folder, jobs) != 0
                 ran = True
     return ran, failed
 
 
-def write_summary(study: Study, section: Section, summary: Summarize, folders: list[str]) -> bool:
+def write_summary(study: Study, section: Section, summary: Summarize, folders: list[str],
+                  declared: list[Resolved] = ()) -> bool:  # fmt: skip
     """results/<out>/ and results/<out>.txt from the sweep folders there are; whether written."""
     here = [study.launch.root / f for f in folders if (study.launch.root / f).is_dir()]
     out = f"results/{summary.out}"
     if not here:
         print(f"[{section.name}] {out}: no sweep folder yet, no summary")
         return False
-    # the committed summary's runs whose folders are not on this machine stay in it
-    s = summarize(here, study.results / summary.out, tune_key=summary.tune, keep=True)
+    # the committed summary's runs whose folders are not on this machine stay in it, if still declared
+    s = summarize(here, study.results / summary.out, tune_key=summary.tune, keep=True,
+                  wanted=lambda runs: asked_for(runs, list(declared)))  # fmt: skip
     (study.results / f"{summary.out}.txt").write_text(f"{s.main_table()}\n\nTables and figures: {out}\n")
     print(f"[{section.name}] summary {out}: {len(s.runs)} runs", flush=True)
     return True

@@ -165,6 +165,16 @@ def done_in_folder(expected: list[dict], jobs: list[Job]) -> Count:
     return len(hits), (sum(timed) if timed else None)
 
 
+def asked_for(runs: pd.DataFrame, resolved: list[Resolved]) -> pd.Series:
+    """Which rows of a runs.csv are jobs of these sweeps (matched as done_in_table matches)."""
+    mask = pd.Series(False, index=runs.index)
+    for r in resolved:
+        keys = [k for k in (r.jobs[0] if r.jobs else {}) if k in runs.columns]
+        jobs = {_key(job, keys) for job in r.jobs}
+        mask |= pd.Series([_key(row, keys) in jobs for row in runs.to_dict("records")], index=runs.index)
+    return mask
+
+
 def done_in_table(expected: list[dict], runs: pd.DataFrame) -> Count:
     """How many expected jobs a committed runs.csv holds as done (and their seconds, if it has a
     `seconds` column), matched on the keys it has as columns (a config-group choice such as

@@ -63,28 +63,40 @@ def collect(sweep_dirs: list[Path]) -> Collected:
 KEPT_TABLES = {"runs": "runs.csv", "epochs": "epochs.csv", "layers": "kernel_layers.csv"}
 
 
-def kept(summary_dir: Path, found: Collected) -> tuple[Collected, int]:
+def kept(summary_dir: Path, found: Collected, wanted=None) -> tuple[Collected, int]:
     """`found` plus the runs of the committed summary in `summary_dir` whose job folders are not
     among `found`'s: a summary extended on a machine where its earlier sweep folders are gone (a
     grid widened in a later session). Rows come in collect's order (sweep, then job path), so
     the result is what a summary of all the folders would write, but for the per-layer norm
-    profiles, which a committed summary does not keep; how many runs were kept."""
+    profiles, which a committed summary does not keep; how many runs were kept. `wanted` (the
+    committed runs -> a boolean mask) keeps only the runs still asked for (the study runner's
+    declared jobs). A job is its sweep folder's name and its job path, wherever the folder lies."""
     old = {name: pd.read_csv(summary_dir / f) if (summary_dir / f).exists() else None
            for name, f in KEPT_TABLES.items()}  # fmt: skip
     if old["runs"] is None:
         return found, 0
-    here = set(zip(found.runs["sweep"], found.runs["job"], strict=True))
-    keep = [(s, j) not in here for s, j in zip(old["runs"]["sweep"], old["runs"]["job"], strict=True)]
-    if not any(keep):
+
+    def ids(runs: pd.DataFrame) -> list[tuple[str, str]]:
+        return [(Path(s).name, j) for s, j in zip(runs["sweep"], runs["job"], strict=True)]
+
+    here = set(ids(found.runs))
+    keep = pd.Series([i not in here for i in ids(old["runs"])], index=old["runs"].index)
+    if wanted is not None:
+        keep &= wanted(old["runs"])
+    if not keep.any():
         return found, 0
+    if "act" in old["runs"] and (old["runs"][keep]["act"] == "prelu").any():
+        raise ValueError(f"{summary_dir}: its PReLU runs' learned slopes per layer are not committed, "
+                         "so they cannot be kept: summarize their folders")  # fmt: skip
     # each run by (its part, its row there): the part's per-epoch and per-layer rows follow it
     parts = [(old["runs"][keep], old["epochs"], old["layers"]), (found.runs, found.epochs, found.layers)]
     runs = pd.concat([p[0] for p in parts], ignore_index=True)
     source = [(n, i) for n, p in enumerate(parts) for i in p[0].index]
-    sweeps = list(dict.fromkeys(runs["sweep"]))
+    # the sweeps in the committed order (it was collect's, over all the folders), then new ones
+    sweeps = list(dict.fromkeys(Path(s).name for s in [*old["runs"]["sweep"], *found.runs["sweep"]]))
 
     def place(k: int) -> tuple:
-        return sweeps.index(runs["sweep"][k]), Path(runs["job"][k]).parts
+        return sweeps.index(Path(runs["sweep"][k]).name), Path(runs["job"][k]).parts
 
     order = sorted(range(len(runs)), key=place)
     epochs, layers = [], []
@@ -99,7 +111,7 @@ def kept(summary_dir: Path, found: Collected) -> tuple[Collected, int]:
         pd.concat(epochs, ignore_index=True) if epochs else found.epochs,
         found.hparams,
     )
-    return merged, sum(keep)
+    return merged, int(keep.sum())
 
 
 def layer_rows(run: dict, i: int) -> list[dict]:

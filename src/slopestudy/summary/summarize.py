@@ -66,9 +66,11 @@ def summarize(
     figures: bool = True,
     tune_key: str | None = None,
     keep: bool = False,
+    wanted=None,
 ) -> Summary:
     """One sweep's (or several sweeps') summary: tables, figures and the TensorBoard run. With
-    `keep`, the runs of the summary already in `out_dir` whose folders are not here stay in it."""
+    `keep`, the runs of the summary already in `out_dir` whose folders are not here stay in it
+    (those `wanted` marks, if given: collect.kept)."""
     sweep_dirs = [Path(d).resolve() for d in sweep_dirs]
     for d in sweep_dirs:
         if not d.is_dir():
@@ -79,7 +81,7 @@ def summarize(
             f"no Hydra job folders (with .hydra/config.yaml) under {', '.join(map(str, sweep_dirs))}"
         )
     out = Path(out_dir) if out_dir else sweep_dirs[0] / "summary"
-    found, n_kept = kept(out, found) if keep else (found, 0)
+    found, n_kept = kept(out, found, wanted) if keep else (found, 0)
     out.mkdir(parents=True, exist_ok=True)
     summary = make_summary(found.runs, out, found.layers, found.epochs)
     summary.notes = status_notes(found.runs, sweep_dirs)

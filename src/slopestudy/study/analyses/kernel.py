@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 from slopestudy.science import stats
 from slopestudy.science.theory import tat_slope
 from slopestudy.summary.cells import failed
+from slopestudy.summary.collect import done
 from slopestudy.summary.figures import plt  # the project's matplotlib, set up for files (Agg)
 from slopestudy.summary.tables import committed, md_table
 
@@ -250,28 +251,32 @@ def slope_runs(results: Path) -> pd.DataFrame | None:
             continue
         final = final.assign(arm=final.apply(arm, axis=1))
         plain = final[final["arm"].isin(["ReLU", "a = 0.2"]) & final["seed"].isin(SLOPE_SEEDS)]
-        parts += [plain.drop(columns="arm"), slopes]
+        parts += [done(plain.drop(columns="arm")), done(slopes)]  # results only: no running or failed job
     if not parts:
         return None
     runs = pd.concat(parts, ignore_index=True)
-    # a diverged run (or one with no validation accuracy) counts as chance in the means
+    # a diverged run counts as chance in the means
     score = runs["val_acc"].where(runs["status"] != "diverged").fillna(0.1)
     return runs.assign(learned=~failed(runs), score=score)
 
 
 def best_slopes(runs: pd.DataFrame, rng: np.random.Generator | None = None) -> dict:
     """Per depth, the slope with the best mean final validation accuracy (`score`: a diverged run
-    counts as chance), and, from BOOTSTRAP resamples of the seeds within each cell, how often
+    counts as chance), and, from BOOTSTRAP resamples of the seeds (every slope of a depth ran the
+    same seeds, so they are drawn together), how often
     each depth's best slope is the same and how often the best slope at the larger depth is
-    larger (the declared prediction; descriptive, 3 seeds a cell)."""
+    larger (the declared prediction; descriptive, 3 seeds a cell, resampled as pairs)."""
     rng = rng or np.random.default_rng(0)  # fixed: the page is the same bytes each time
-    cells = {(d, s): g["score"].to_numpy() for (d, s), g in runs.groupby(["depth", "slope"])}
-    depths = sorted({d for d, _ in cells})
-    slopes = {d: sorted(s for dd, s in cells if dd == d) for d in depths}
-    best = {d: max(slopes[d], key=lambda s, d=d: cells[d, s].mean()) for d in depths}
-    draws = {d: np.array([[rng.choice(cells[d, s], len(cells[d, s])).mean() for s in slopes[d]]
-                          for _ in range(BOOTSTRAP)]) for d in depths}  # fmt: skip
-    picked = {d: np.asarray(slopes[d])[draws[d].argmax(axis=1)] for d in depths}
+    best, picked = {}, {}
+    for depth, part in runs.groupby("depth"):
+        # slope x seed: every slope ran the same seeds, so seeds are resampled jointly (pairs)
+        grid = part.pivot_table(index="slope", columns="seed", values="score")
+        slopes = grid.index.to_numpy()
+        best[depth] = float(slopes[np.nanargmax(grid.mean(axis=1).to_numpy())])
+        draws = rng.integers(0, grid.shape[1], size=(BOOTSTRAP, grid.shape[1]))
+        means = np.nanmean(grid.to_numpy()[:, draws], axis=2)  # (slopes, resamples)
+        picked[depth] = slopes[np.nanargmax(means, axis=0)]
+    depths = sorted(best)
     out = {"best": best, "same": {d: float((picked[d] == best[d]).mean()) for d in depths}}
     if len(depths) == 2:
         out["moves up"] = float((picked[depths[1]] > picked[depths[0]]).mean())
