@@ -111,6 +111,8 @@ def sweep_state(study: Study, r: Resolved, runs: pd.DataFrame | None, walls: dic
         state = SweepState(r, done, "folder", seconds, "train", in_summary=in_table[0] or 0)
         if runs is not None and (both := done_here_or_committed(folder, r.jobs, runs)) > done:
             state.done, state.source = both, "+runs.csv"  # the rest's folders are gone, `run` keeps them
+            if in_table[0] == both:  # the summary holds every done job: its seconds are the whole
+                state.seconds = in_table[1]
     elif runs is not None:
         state = SweepState(r, in_table[0], "runs.csv", in_table[1], "train")
     else:
