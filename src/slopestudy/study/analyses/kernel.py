@@ -223,7 +223,7 @@ def final_figure(results: Path):
     ax.set_ylim(0, 1.06)
     ax.set_ylabel("test accuracy after 6 epochs (each dot a run)")
     ax.set_title(
-        "Plain MLPs of width 256, He init, SGD: who trains at depth (k/n: runs that learned)", fontsize=9
+        "MLPs of width 256, He init, SGD, 6 epochs: who trains at depth (k/n: runs that learned)", fontsize=9
     )
     ax.grid(alpha=0.3, axis="y")
     handles = [Line2D([], [], marker="o", ls="", color=COLORS[a]) for a in ARM_ORDER]
