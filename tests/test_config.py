@@ -77,6 +77,14 @@ def test_help_lists_every_key_with_its_default_and_meaning():
     assert "  slope (0.01): " + docs["slope"] in proc.stdout
     assert "  data.val_size (10000): Examples held out" in proc.stdout
     assert "+experiment=" in proc.stdout and "fair_tune" in proc.stdout
+    for group in ("fix", "experiment"):  # every preset on a line of its own, with its comment
+        for preset in (ROOT / "conf" / group).glob("*.yaml"):
+            assert f"\n    {preset.stem:<24} " in proc.stdout, preset
+    assert (
+        "selu_lecun               SELU with LeCun init: self-normalizing by design (Klambauer et al. 2017)\n"
+        in proc.stdout
+    )
+    assert "init (pytorch): Weight init: pytorch | kaiming | lecun |" in proc.stdout
 
 
 def test_a_sweep_over_a_config_group_checks_each_jobs_own_tuned_cell(monkeypatch):

@@ -11,6 +11,7 @@ import ast
 import inspect
 import itertools
 import math
+import re
 import textwrap
 from dataclasses import dataclass, field
 from enum import Enum
@@ -127,7 +128,8 @@ class StudyConfig:
     width: int = 256
     """Units per hidden layer."""
     init: Init = Init.pytorch
-    """Weight init: pytorch | kaiming | xavier | scaled (biases: nn.Linear's default for pytorch, else 0)."""
+    """Weight init: pytorch | kaiming | lecun | xavier | scaled (biases: nn.Linear's default for
+    pytorch, else 0)."""
     init_gain: float = 2.0
     """sigma^2 for init=scaled: normal weights with Var(W) = init_gain / fan_in (2 = He for ReLU)."""
     bias_shift: float = 0.0
@@ -306,6 +308,24 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def preset_lines(group: str) -> list[str]:
+    """One line per preset of conf/<group>/: its name and its comment's first sentence (cut at
+    80 characters), read from the file, so the list cannot drift from the presets."""
+    lines = []
+    for path in sorted((CONF / group).glob("*.yaml")):
+        comment = []
+        for line in path.read_text().splitlines():
+            if line.startswith("# @package"):
+                continue
+            if not line.startswith("#"):
+                break
+            comment.append(line.lstrip("# ").strip())
+        text = re.split(r"(?<!al)\. (?=[A-Z])|\.$", " ".join(comment))[0].strip()
+        text = text if len(text) <= 80 else text[:79].rstrip() + "…"
+        lines.append(f"    {path.stem:<24} {text}")
+    return lines
+
+
 def help_text() -> str:
     """`python train.py --help`: every key with its default and meaning, from the schema."""
     lines = ["slopestudy: LeakyReLU slope vs vanishing gradients in deep MLPs on MNIST", "",
@@ -319,8 +339,10 @@ def help_text() -> str:
         shown = "null" if value is None else value
         lines.append(f"  {key} ({shown}): {docs.get(key, '')}")
     lines += ["", "Config groups: data=mnist|fashion, hydra/launcher=parallel|slurm|submitit_local,",
-              "  +experiment=" + "|".join(sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))),
-              "", "Hydra's own options: python train.py --hydra-help"]  # fmt: skip
+              "  +fix=NAME (one fix for vanishing gradients, conf/fix/):",
+              *preset_lines("fix"), "  +experiment=NAME (a published sweep, conf/experiment/):",
+              *preset_lines("experiment"), "",
+              "Hydra's own options: python train.py --hydra-help"]  # fmt: skip
     return "\n".join(lines).replace("$", "$$")  # the template is a string.Template
 
 
