@@ -292,10 +292,10 @@ def slopes_block(results: Path) -> str:
         k, n = int(g["learned"].sum()), len(g)
         rows.append([str(depth), f"{slope:g}", f"{g['lr'].iloc[0]:g}", stats.fmt_rate(k, n),
                      f"{g['score'].mean():.3f} ± {g['score'].std():.3f}", f"{g['score'].min():.3f}",
-                     f"{g['test_acc'].mean():.3f}"])  # fmt: skip
+                     f"{g['test_acc'].where(g['status'] != 'diverged').fillna(0.1).mean():.3f}"])  # fmt: skip
     header = ["depth", "slope", "lr (tuned)", "learned [95 % CI]",
               "val acc (mean ± sd, all runs; diverged = 0.1)", "lowest val acc",
-              "test acc (mean)"]  # fmt: skip
+              "test acc (mean; diverged = 0.1)"]  # fmt: skip
     b = best_slopes(runs)
     lines = [f"- depth {d}: best slope {s:g} (validation; TAT's slope {tat_slope(d):.3f}); the same best "
              f"slope in {b['same'][d]:.0%} of {BOOTSTRAP:,} bootstrap resamples of the seeds"
