@@ -88,15 +88,23 @@ def test_holm_textbook_and_statsmodels_cases():
     assert stats.holm([]).size == 0
 
 
-def test_learned_and_the_failure_count_at_a_second_threshold():
-    # Adam a=0.2 depth 30 (results/fair_final_adam): learned at 0.2, mostly not at 0.5
-    acc = [0.213, 0.383, 0.472, 0.922, 0.11]
-    diverged = [False, False, False, False, False]
-    assert stats.learned(acc, diverged).tolist() == [True, True, True, True, False]
-    assert stats.failure_counts(acc, diverged) == {0.2: 1, 0.5: 4}
-    # a diverged run never learned whatever its accuracy; NaN accuracy is not learned
-    assert stats.learned([0.95, math.nan], [True, False]).tolist() == [False, False]
+def test_learned_needs_accuracy_and_a_training_loss_below_chance():
+    # Adam a=0.2 depth 30 (results/fair_final_adam, seeds 100-104): val acc and final training loss
+    acc = [0.1413, 0.4721, 0.2135, 0.3834, 0.9223]
+    loss = [2.39e8, 0.566, 2.70, 1.71, 0.298]
+    diverged = [False] * 5
+    # seed 102 reaches 0.2 but its training loss ended above a uniform guess's (ln 10): not learned
+    assert stats.learned(acc, diverged, loss).tolist() == [False, True, False, True, True]
+    assert stats.learned(acc, diverged, loss, threshold=0.5).tolist() == [False, False, False, False, True]
+    # a diverged run never learned whatever its accuracy; NaN accuracy or loss is not learned
+    assert stats.learned([0.95, math.nan, 0.95], [True, False, False], [0.1, 0.1, math.nan]).tolist() == [
+        False,
+        False,
+        False,
+    ]
+    assert stats.learned([0.9], [False], [math.log(10)]).tolist() == [False]  # at chance: not below it
     assert stats.NEVER_LEARNED == 0.2 and stats.SECOND_THRESHOLD == 0.5
+    assert pytest.approx(2.302585) == stats.CHANCE_LOSS
 
 
 def test_formatters():

@@ -10,7 +10,7 @@ import yaml
 from slopestudy.science.profiles import fit_decay, grad_ratio
 from slopestudy.summary import collect
 from slopestudy.summary.figures import accuracy_vs_depth, signal_norm_step0, val_curves
-from slopestudy.summary.summarize import main, summarize, tables_from_runs
+from slopestudy.summary.summarize import main, retable, summarize, tables_from_runs
 
 from .helpers.nets import theory_decay
 from .helpers.runs import make_curve_run, make_run
@@ -170,6 +170,23 @@ def test_the_tables_regenerate_from_runs_csv_alone(tmp_path):
     tables_from_runs(pd.read_csv(s.out_dir / "runs.csv"), tmp_path / "b")
     for name in ("accuracy_ci.csv", "vs_slope0.csv", "aggregate.csv", "test_acc__all.csv"):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+
+
+def test_retable_writes_a_published_summary_again_from_its_runs_csv_and_keeps_its_folder_notes(tmp_path):
+    for seed, val in enumerate([0.9, 0.91, 0.92]):
+        make_run(tmp_path / "sweep", f"seed={seed}", seed=seed, val=val)
+    out = summarize([tmp_path / "sweep"], out_dir=tmp_path / "pub", figures=False).out_dir
+    tables = (out / "tables.md").read_text()
+    assert retable(out) == []  # nothing changed: the same bytes
+    # a note only the folders could give (a kept run) stays; a run whose loss blew up stops counting
+    (out / "tables.md").write_text(tables.replace("- 3 runs", "- KEPT: 1 run(s) from elsewhere\n- 3 runs"))
+    runs = pd.read_csv(out / "runs.csv")
+    runs.loc[0, "train_loss"] = 5.0
+    runs.to_csv(out / "runs.csv", index=False)
+    changed = retable(out)
+    assert out / "tables.md" in changed and out / "accuracy_ci.csv" in changed
+    assert "- KEPT: 1 run(s) from elsewhere" in (out / "tables.md").read_text()
+    assert pd.read_csv(out / "accuracy_ci.csv").iloc[0]["learned"] == 2
 
 
 def test_figures_put_at_most_four_panels_in_a_row_and_share_the_y_axis(tmp_path):

@@ -18,6 +18,7 @@ from slopestudy.study.analyses.page import contents, read_block, replace_block
 from slopestudy.study.sections import Section
 from slopestudy.summary import figures as figs
 from slopestudy.summary.cells import make_summary
+from slopestudy.summary.summarize import retable
 from slopestudy.summary.tables import committed
 
 PAGE = "README.md"  # results/README.md: the published page
@@ -51,11 +52,17 @@ def published_state(results: Path, section: Section) -> str:
     return "up to date" if not stale else "REPORT WOULD CHANGE " + ", ".join(stale)
 
 
-def report(results: Path, sections: list[Section], figures: bool = False) -> list[Path]:
-    """Write every marker block and generated page of `sections`; return the files that changed."""
+def report(results: Path, sections: list[Section], figures: bool = False, tables: bool = False) -> list[Path]:
+    """Write every marker block and generated page of `sections`; return the files that changed.
+    `tables` first writes each summary's own tables again from its runs.csv (summaries written
+    before accuracy_ci.csv existed keep theirs: their format is older than every current rule)."""
     page = results / PAGE
-    text = page.read_text()
     changed = []
+    for section in sections if tables else ():
+        for summary in section.summaries:
+            if (results / summary.out / "accuracy_ci.csv").exists():
+                changed += retable(results / summary.out)
+    text = page.read_text()
     for section in sections:
         for name, body in (section.blocks(results) if section.blocks else {}).items():
             try:

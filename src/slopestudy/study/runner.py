@@ -288,6 +288,8 @@ def parser(sections: dict[str, Section]) -> argparse.ArgumentParser:
     run_cmd.add_argument("--progress-every", type=float, default=60.0, metavar="S", help="default 60 s")
     figures = "also redraw the figures the CSVs determine (about 10 s per summary)"
     report_cmd.add_argument("--figures", action="store_true", help=figures)
+    tables = "first write each summary's own tables again from its runs.csv (after a rule changed)"
+    report_cmd.add_argument("--tables", action="store_true", help=tables)
     return p
 
 
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None, sections: dict[str, Section] | None = No
         print(status(study, chosen))
         return 0
     if args.command == "report":
-        changed = report(study.results, chosen, figures=args.figures)
+        changed = report(study.results, chosen, figures=args.figures, tables=args.tables)
         print(
             "\n".join(f"wrote {p}" for p in changed) or "nothing changed: the page is what its summaries say"
         )

@@ -105,10 +105,16 @@ def _cells(df: pd.DataFrame, keys: list[str]):
 
 
 # --- what a cell says -------------------------------------------------------------------------
-def failed(df: pd.DataFrame, threshold: float = NEVER_LEARNED) -> pd.Series:
-    """Diverged, or never learned (final val accuracy < threshold; test where no val)."""
+def learned(df: pd.DataFrame, threshold: float = NEVER_LEARNED) -> pd.Series:
+    """Per run: stats.learned's rule on a runs table (test accuracy where there is no validation)."""
     acc = df["val_acc"].fillna(df["test_acc"]) if "val_acc" in df else df["test_acc"]
-    return pd.Series(~stats.learned(acc, df["status"] == Status.diverged, threshold), index=df.index)
+    diverged = df["status"] == Status.diverged
+    return pd.Series(stats.learned(acc, diverged, df["train_loss"], threshold), index=df.index)
+
+
+def failed(df: pd.DataFrame, threshold: float = NEVER_LEARNED) -> pd.Series:
+    """Per run: did not learn (diverged, at chance, or its training loss blew up)."""
+    return ~learned(df, threshold)
 
 
 def aggregate(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:

@@ -18,9 +18,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from slopestudy.config import Init, StudyConfig  # noqa: E402
 from slopestudy.run.records import Status
-from slopestudy.science import stats  # noqa: E402
 from slopestudy.science.profiles import theory_decay_per_layer  # noqa: E402
-from slopestudy.summary.cells import Summary, variants  # noqa: E402
+from slopestudy.summary.cells import Summary, learned, variants  # noqa: E402
 from slopestudy.summary.collect import done  # noqa: E402
 from slopestudy.summary.phase_figure import phase_diagram  # noqa: E402
 from slopestudy.summary.plotgrid import CHANCE, finish, grid, panel_title, rows_by_variant, slope_colors  # noqa: E402
@@ -194,10 +193,10 @@ def accuracy_vs_depth(summary: Summary) -> plt.Figure | None:
     runs = done(summary.runs)
     if runs.empty or runs["test_acc"].isna().all():
         return None
-    runs = runs.assign(learned=stats.learned(runs["val_acc"], runs["status"].eq(Status.diverged)))
+    runs = runs.assign(learned=learned(runs))
     colors = slope_colors(runs["slope"].unique())
     depths = np.sort(runs["depth"].unique())
-    step = np.diff(depths).min() if len(depths) > 1 else 1.0
+    step = np.diff(depths).min() if len(depths) > 1 else 4.0  # one depth: room for the slopes side by side
     panels = variants(runs, summary.keys)
     fig, axes = grid(len(panels), 4.2, 3.4)
     for ax, (label, part) in zip(axes, panels, strict=True):
@@ -211,10 +210,13 @@ def accuracy_vs_depth(summary: Summary) -> plt.Figure | None:
             ax.errorbar(full.index + shift, full["mean"], yerr=full["sd"].fillna(0), marker="o", ms=4,
                         capsize=3, color=colors[slope], label=f"a={slope:g}")  # fmt: skip
             for depth, c in cells[cells["k"] < cells["n"]].iterrows():
-                ax.annotate(f"{int(c['k'])}/{int(c['n'])}", (depth + shift, 0.02), fontsize=7, ha="center",
+                ax.annotate(f"{int(c['k'])}/{int(c['n'])}", (depth + shift, 0.02 + 0.055 * j), fontsize=7,
+                            ha="center",  # a row per slope: close depths' labels do not overlap
                             color=colors[slope])  # fmt: skip
         ax.axhline(CHANCE, color="grey", ls=":", lw=1)
         ax.set_ylim(0, 1)
+        ax.set_xticks(depths)
+        ax.set_xlim(depths[0] - step / 2, depths[-1] + step / 2)
         ax.set_xlabel("depth (Linear layers)")
         panel_title(ax, label, 9)
         ax.grid(alpha=0.3)

@@ -50,7 +50,8 @@ def code_notes(df: pd.DataFrame) -> list[str]:
     """A warning when the runs ran different code (an edit while the sweep ran, or sweeps of
     different commits summarized together): the `code_hash` column says which run ran which."""
     versions = df["code_hash"].dropna().unique() if "code_hash" in df else []
-    dirty = int(df["git_commit"].fillna("").str.endswith("+dirty").sum()) if "git_commit" in df else 0
+    commits = df["git_commit"].astype("string").fillna("") if "git_commit" in df else pd.Series(dtype=str)
+    dirty = int(commits.str.endswith("+dirty").sum())
     notes = []
     if len(versions) > 1:
         counts = ", ".join(f"{h}: {n} runs" for h, n in df["code_hash"].value_counts().items())
@@ -109,6 +110,28 @@ def tables_from_runs(runs: pd.DataFrame, out_dir: str | Path, tune_key: str | No
     summary.notes = status_notes(runs, [])
     _tables(summary, tune_key)
     return summary
+
+
+# Notes a runs.csv cannot say again: they were true of the folders the summary was made from.
+FOLDER_NOTES = ("- KEPT:", "- PARTIAL:")
+
+
+def retable(out_dir: str | Path) -> list[Path]:
+    """A published summary's tables again from its committed runs.csv, into the same folder,
+    after the learned rule or a table's format changed: tuned again with the committed tuned.csv's
+    key, its folder notes carried over. (`study report --figures` redraws its figures.) Returns
+    the files that changed."""
+    out = Path(out_dir)
+    before = {p: p.read_bytes() for p in out.iterdir() if p.suffix in (".csv", ".md")}
+    old = (out / "tables.md").read_text().splitlines() if (out / "tables.md").exists() else []
+    tuned = out / "tuned.csv"
+    key = pd.read_csv(tuned)["tuned_key"].iloc[0] if tuned.exists() else None
+    summary = make_summary(pd.read_csv(out / "runs.csv", low_memory=False), out)
+    summary.notes = status_notes(summary.runs, []) + [
+        line[2:] for line in old if line.startswith(FOLDER_NOTES)
+    ]
+    _tables(summary, key)
+    return sorted(p for p in out.iterdir() if p.suffix in (".csv", ".md") and before.get(p) != p.read_bytes())
 
 
 def _tables(summary: Summary, tune_key: str | None) -> None:

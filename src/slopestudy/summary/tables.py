@@ -13,19 +13,18 @@ from pathlib import Path
 import pandas as pd
 
 from slopestudy.science import stats
-from slopestudy.science.stats import NEVER_LEARNED
 from slopestudy.summary.cells import LEARNS, METRICS, SENSITIVITY, Summary, variants
 from slopestudy.summary.tuning import tuned_cell_keys, tuning_scores
 
 CI_HEADER = (
-    f"k/n learned [exact 95 % interval]: mean [95 % t-interval] over the runs that learned (final "
-    f"val acc >= {NEVER_LEARNED}, not diverged); where some failed at either threshold, the median "
+    f"k/n learned [exact 95 % interval]: mean [95 % t-interval] over the runs that learned ("
+    f"{stats.LEARNED_RULE}); where some failed at either threshold, the median "
     f"of all n runs; 'k/n at {stats.SECOND_THRESHOLD:g}': the count that learned at that threshold, "
     "where it differs"
 )
 TUNED_HEADER = (
     "val/test accuracy at the chosen value: mean [95 % t-interval] over the seeds that learned; "
-    f"learned: k/n [exact 95 % interval] (val acc >= {NEVER_LEARNED}, not diverged). Test accuracy is "
+    f"learned: k/n [exact 95 % interval] ({stats.LEARNED_RULE}). Test accuracy is "
     "shown, never used to choose. at_edge: the best value is at the grid's edge. Chosen by the best "
     "mean val accuracy (diverged = 0); a tie, by the lowest mean val loss (diverged = infinite); a "
     "cell where no run learned (untrainable on the grid), by the lowest mean val loss. margin: the "

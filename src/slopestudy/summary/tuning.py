@@ -20,7 +20,6 @@ import pandas as pd
 
 from slopestudy.run.records import Status
 from slopestudy.science import stats
-from slopestudy.science.stats import NEVER_LEARNED
 from slopestudy.summary.cells import failed, group_keys, in_cell
 from slopestudy.summary.collect import done
 
@@ -163,8 +162,8 @@ def tuning_notes(tuned: pd.DataFrame, key: str) -> list[str]:
     for _, r in tuned.iterrows():
         cell = ", ".join(f"{k}={r[k]}" for k in tuned_cell_keys(tuned))
         if r["untrainable_on_grid"]:
-            notes.append(f"UNTRAINABLE: {cell}: no {key} of {r['grid']} learned (val acc < {NEVER_LEARNED} "
-                         f"or diverged); {key}={r[key]:g} has the lowest validation loss")  # fmt: skip
+            notes.append(f"UNTRAINABLE: {cell}: no {key} of {r['grid']} learned ("
+                         f"{stats.LEARNED_RULE}); {key}={r[key]:g} has the lowest val loss")  # fmt: skip
         elif r["chosen_by"] != "val_acc":
             notes.append(f"TIE: {cell}: {key}={r[key]:g} and {r['runner_up']:g} tie on validation "
                          f"accuracy; {r[key]:g} has the lower validation loss")  # fmt: skip

@@ -13,12 +13,8 @@ import pandas as pd
 from slopestudy.run.records import Status
 from slopestudy.science import stats
 from slopestudy.science.stats import NEVER_LEARNED, SECOND_THRESHOLD
+from slopestudy.summary.cells import learned
 from slopestudy.summary.tables import committed, markdown_table
-
-
-def learned_mask(runs: pd.DataFrame, threshold: float = NEVER_LEARNED) -> pd.Series:
-    """A run learned: it completed (did not diverge) with final validation accuracy >= threshold."""
-    return (runs["status"] == Status.completed) & (runs["val_acc"] >= threshold)
 
 
 # --- phase diagram with seeds -----------------------------------------------------------------
@@ -26,7 +22,7 @@ def phase_ridge(runs: pd.DataFrame, threshold: float = SECOND_THRESHOLD) -> pd.D
     """Per slope and seed: the deepest depth that learned at any sigma^2, and the sigma^2 values
     that reach it (the ridge), next to theory's critical sigma^2 = 2/(1+a^2) and the ridge's
     per-layer gain g = sigma^2 (1+a^2)/2 (the slope and the init enter only through g)."""
-    runs = runs.assign(learned=learned_mask(runs, threshold))
+    runs = runs.assign(learned=learned(runs, threshold))
     rows = []
     for (slope, seed), part in runs.groupby(["slope", "seed"]):
         deepest = part[part["learned"]].groupby("init_gain")["depth"].max()
@@ -44,7 +40,7 @@ def phase_ridge(runs: pd.DataFrame, threshold: float = SECOND_THRESHOLD) -> pd.D
 
 def phase_counts(runs: pd.DataFrame, threshold: float = SECOND_THRESHOLD) -> pd.DataFrame:
     """Runs that learned out of n, per (slope, sigma^2) row and depth column."""
-    runs = runs.assign(learned=learned_mask(runs, threshold))
+    runs = runs.assign(learned=learned(runs, threshold))
     grouped = runs.groupby(["slope", "init_gain", "depth"])["learned"]
     text = (grouped.sum().astype(int).astype(str) + "/" + grouped.size().astype(str)).rename("k/n")
     table = text.reset_index().pivot_table(index=["slope", "init_gain"], columns="depth", values="k/n",
@@ -58,7 +54,7 @@ def rate_row(part: pd.DataFrame) -> dict:
     """Success rate with its exact interval, divergences, median of all runs, and accuracy over
     the runs that learned (shown next to k/n, never alone). Where the count at SECOND_THRESHOLD
     differs, some runs learned only partly: both counts and the median, no mean over them."""
-    ok, ok_strict = learned_mask(part), learned_mask(part, SECOND_THRESHOLD)
+    ok, ok_strict = learned(part), learned(part, SECOND_THRESHOLD)
     k, n, k_strict = int(ok.sum()), len(part), int(ok_strict.sum())
     acc = part.loc[ok, "test_acc"]
     mean, lo, hi = stats.t_interval(acc) if len(acc) > 1 else (acc.mean(), math.nan, math.nan)
@@ -102,7 +98,7 @@ def compare_arms(arms: dict[str, pd.DataFrame], base: str) -> pd.DataFrame:
     difference of mean test accuracy with Welch's interval only where neither arm failed;
     Holm over the family of Fisher tests."""
     ref = arms[base]
-    k_ref, n_ref = int(learned_mask(ref).sum()), len(ref)
+    k_ref, n_ref = int(learned(ref).sum()), len(ref)
     rows = []
     for name, part in arms.items():
         row = {"arm": name, **rate_row(part)}
@@ -144,8 +140,8 @@ def compare_pairs(
     for arm, ref in pairs:
         row = {"arm": arm, "reference": ref}
         for threshold in (NEVER_LEARNED, SECOND_THRESHOLD):
-            k, n = int(learned_mask(arms[arm], threshold).sum()), len(arms[arm])
-            k0, n0 = int(learned_mask(arms[ref], threshold).sum()), len(arms[ref])
+            k, n = int(learned(arms[arm], threshold).sum()), len(arms[arm])
+            k0, n0 = int(learned(arms[ref], threshold).sum()), len(arms[ref])
             row[f"learned at {threshold:g}"] = f"{k}/{n} vs {k0}/{n0}"
             row[f"fisher p at {threshold:g}"] = stats.fisher_p(k, n, k0, n0)
         rows.append(row)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from slopestudy.run.records import DONE, Status
-from slopestudy.science.stats import NEVER_LEARNED
+from slopestudy.science import stats
 from slopestudy.study.analyses import protocol
 from slopestudy.summary.cells import failed
 from slopestudy.summary.tables import committed, md_table
@@ -60,7 +60,7 @@ def long_section(results: Path) -> list[str]:
         out += [f"- {label}, lr {', '.join(f'{v:g}' for v in sorted(runs['lr'].unique()))}, depths "
                 f"{', '.join(map(str, sorted(runs['depth'].unique())))} x slopes "
                 f"{', '.join(f'{v:g}' for v in sorted(runs['slope'].unique()))}: "
-                f"**{int(learned.sum())} of {len(runs)} runs learned** (val acc >= {NEVER_LEARNED}); "
+                f"**{int(learned.sum())} of {len(runs)} runs learned** ({stats.LEARNED_RULE}); "
                 f"highest final val acc {runs['val_acc'].max():.3f}, lowest final train loss "
                 f"{runs['train_loss'].min():.4f} (chance: ln 10 = 2.3026), "
                 f"{int(runs['status'].eq(Status.diverged).sum())} diverged (`results/{name}/`)."]  # fmt: skip

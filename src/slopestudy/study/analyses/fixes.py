@@ -13,7 +13,7 @@ import pandas as pd
 from slopestudy.science import stats
 from slopestudy.study.analyses import claims, protocol
 from slopestudy.study.analyses.claims import _runs, markdown
-from slopestudy.summary.cells import accuracy_ci
+from slopestudy.summary.cells import accuracy_ci, learned
 from slopestudy.summary.collect import done
 from slopestudy.summary.tables import md_table, pm
 
@@ -182,7 +182,7 @@ def endpoint_sensitivity(final: pd.DataFrame, epochs: pd.DataFrame, last: int = 
     each of the `last` epochs and at each run's best-validation epoch, Welch p Holm-corrected over
     that depth's fixes at each endpoint. A robustness check, not a further test. `epochs` is a
     summary's epochs.csv (`run` = the row of its runs.csv); `final` that summary's runs.csv."""
-    runs = with_fix(done(final)).assign(learned=claims.learned_mask)
+    runs = with_fix(done(final)).assign(learned=learned)
     runs = runs[runs.groupby(["depth", "fix"])["learned"].transform("all")]
     ep = epochs[epochs["epoch"] > 0].merge(runs[["depth", "fix"]], left_on="run", right_index=True)
     n_epochs = int(ep["epoch"].max())

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from slopestudy.config import Init, StudyConfig
+from slopestudy.science import stats
 from slopestudy.science.profiles import theory_decay_per_layer
-from slopestudy.science.stats import NEVER_LEARNED
+from slopestudy.summary.cells import failed
 from slopestudy.summary.collect import done
 from slopestudy.summary.tables import committed, md_table, pm
 
@@ -85,9 +86,9 @@ def dying_units(df: pd.DataFrame) -> list[str]:
     md = ["## Dead units, kaiming init (dying_units)", "", "Dead fraction at init:", ""]
     md += accuracy_table(df, ["width", "depth"], "dead_frac_step0") + ["", "Test accuracy after 1 epoch:", ""]
     md += accuracy_table(df, ["width", "depth"], "test_acc") + [""]
-    never = df.assign(dead=df["test_acc"] < NEVER_LEARNED).groupby(["slope"])["dead"].agg(["sum", "count"])
+    never = df.assign(dead=failed(df)).groupby(["slope"])["dead"].agg(["sum", "count"])
     counts = ", ".join(f"a={a:g}: {int(r['sum'])}/{int(r['count'])}" for a, r in never.iterrows())
-    return md + [f"Runs that never learned (test accuracy < {NEVER_LEARNED}), by slope: {counts}", ""]
+    return md + [f"Runs that did not learn (learned: {stats.LEARNED_RULE}), by slope: {counts}", ""]
 
 
 def headline_md(results: Path) -> str:

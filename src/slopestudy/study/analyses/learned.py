@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from slopestudy.science import stats
-from slopestudy.science.stats import NEVER_LEARNED, fmt_ci, fmt_p
+from slopestudy.science.stats import fmt_ci, fmt_p
 from slopestudy.summary.cells import failed
 from slopestudy.summary.collect import done
 from slopestudy.summary.tables import committed, md_table
@@ -149,11 +149,12 @@ def block(results: Path) -> str:
         "",
         "### PReLU against its fixed-slope twin (LeakyReLU at the starting slope, same init, depth, lr)",
         "",
-        "Test accuracy: mean over the seeds that learned; (k/n): diverged or never learned "
-        f"(val acc < {NEVER_LEARNED}). PReLU ran seeds 100–102, its twin 100–104 with the same batch order "
-        "and initial draws per seed: the difference is paired on the shared seeds (mean and t interval of "
-        "the per-seed differences, paired t test), where every pair learned; else Fisher's exact test of "
-        "the learned rates over the pairs. Family: all twin comparisons of this table, Holm-adjusted; "
+        "Test accuracy: mean over the seeds that learned; (k/n): runs that failed, i.e. did not learn "
+        f"(learned: {stats.LEARNED_RULE}). PReLU ran seeds 100–102, its twin 100–104 with the same "
+        "batch order and initial draws per seed: the difference is paired on the shared seeds (mean and "
+        "t interval of the per-seed differences, paired t test), where every pair learned; else Fisher's "
+        "exact test of the learned rates over the pairs. Family: all twin comparisons of this table, "
+        "Holm-adjusted; "
         f"**bold**: Holm p < {stats.ALPHA:.2f}.",
         "",
         twin_markdown(twins),

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from slopestudy.science import stats
-from slopestudy.science.stats import NEVER_LEARNED, fmt_ci, fmt_p
+from slopestudy.science.stats import fmt_ci, fmt_p
 from slopestudy.summary.cells import SENSITIVITY, failed
 from slopestudy.summary.collect import done
 from slopestudy.summary.tables import ci_text, md_table
@@ -151,7 +151,7 @@ def final_section(folder: Path, rows: tuple[str, ...] = ROWS) -> list[str]:
     out = [
         "### Test accuracy at each cell's lr: runs that learned, and their accuracy",
         "",
-        f"k/n learned (final val acc >= {NEVER_LEARNED}, not diverged) [exact Clopper–Pearson 95 % "
+        f"k/n learned ({stats.LEARNED_RULE}) [exact Clopper–Pearson 95 % "
         "interval]: mean test accuracy [95 % t-interval] over the runs that learned only; where some failed, "
         "also the median of all n runs, and where the count differs at val acc >= "
         f"{stats.SECOND_THRESHOLD:g}, that count and the median only (runs between the two thresholds "
