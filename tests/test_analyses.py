@@ -10,13 +10,13 @@ from slopestudy.science import stats
 from slopestudy.study.analyses import fair, kernel, learned, protocol
 from slopestudy.summary.cells import accuracy_ci, compare_to
 
-from .helpers.runs import train_loss
+from .helpers.runs import final_loss
 
 
 def runs(cells: dict[tuple[int, float], list[float]], init: str = "pytorch") -> pd.DataFrame:
     """One row per run: (depth, slope) -> test accuracies of seeds 100, 101, ... (val = test)."""
     rows = [{"init": init, "depth": depth, "slope": slope, "seed": 100 + i, "status": "completed",
-             "val_acc": acc, "test_acc": acc, "train_loss": train_loss(acc)}
+             "val_acc": acc, "test_acc": acc, "val_loss": final_loss(acc)}
             for (depth, slope), accs in cells.items() for i, acc in enumerate(accs)]  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -95,12 +95,12 @@ def test_per_lr_curves_go_to_the_appendix_not_the_page(tmp_path):
 def test_learned_twins_paired_on_seed_with_holm():
     base = {"init": "kaiming", "prelu_params": "layer", "lr": 0.05, "epochs": 6, "status": "completed"}
     prelu = pd.DataFrame([{**base, "slope": s, "depth": d, "seed": 100 + i, "val_acc": acc, "test_acc": acc,
-                           "train_loss": train_loss(acc)}
+                           "val_loss": final_loss(acc)}
                           for (s, d, accs) in ((0.2, 5, [0.97, 0.98, 0.99]), (0.2, 30, [0.11, 0.11, 0.95]))
                           for i, acc in enumerate(accs)])  # fmt: skip
     fixed = prelu.drop(columns="prelu_params").copy()
     fixed["test_acc"] = fixed["val_acc"] = [0.96, 0.975, 0.98, 0.95, 0.95, 0.95]
-    fixed["train_loss"] = fixed["val_acc"].map(train_loss)
+    fixed["val_loss"] = fixed["val_acc"].map(final_loss)
     t = learned.twin_table(prelu, fixed).set_index("depth")
     # depth 5: paired differences 0.01, 0.005, 0.01
     assert t.loc[5, "test"] == "paired" and t.loc[5, "d"] == pytest.approx(0.025 / 3)
@@ -121,7 +121,7 @@ def committed_curve(results, depth: int, peak: float) -> None:
         acc = 0.95 - abs(slope - peak) / 2 + (seed - 100) / 1000
         return {"depth": depth, "slope": slope, "slope_rule": rule, "residual": False, "seed": seed,
                 "lr": 0.001, "status": status, "val_acc": acc, "test_acc": acc,
-                "train_loss": train_loss(acc)}  # fmt: skip
+                "val_loss": final_loss(acc)}  # fmt: skip
 
     final = [row(a, s) for a in (0.0, 0.2) for s in range(100, 105)]
     final += [row(0.9, s, rule="tat") for s in range(100, 105)]  # TAT: not on the fixed-slope curve

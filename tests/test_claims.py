@@ -6,14 +6,14 @@ import pytest
 from slopestudy.science import stats
 from slopestudy.study.analyses import claims, fixes
 
-from .helpers.runs import train_loss
+from .helpers.runs import final_loss
 
 
 def runs(rows):
     frame = pd.DataFrame(
         rows, columns=["slope", "init_gain", "depth", "seed", "lr", "status", "val_acc", "test_acc"]
     )
-    return frame.assign(train_loss=frame["val_acc"].map(train_loss))
+    return frame.assign(val_loss=frame["val_acc"].map(final_loss))
 
 
 def test_phase_ridge_finds_the_deepest_learned_depth_and_its_sigma2():
@@ -81,7 +81,7 @@ def test_step0_vs_theory_groups_by_fix_and_depth_and_shows_no_theory_where_there
 def test_depth30_power_pools_fair_final_and_pairs_by_seed():
     def run(slope, seed, acc, init="kaiming", depth=30):
         return {"slope": slope, "seed": seed, "init": init, "depth": depth, "lr": 0.01, "status": "completed",
-                "val_acc": acc, "test_acc": acc, "train_loss": train_loss(acc)}  # fmt: skip
+                "val_acc": acc, "test_acc": acc, "val_loss": final_loss(acc)}  # fmt: skip
 
     power = pd.DataFrame([run(0.0, s, 0.960 + s / 1000) for s in (300, 301, 302)]
                          + [run(0.2, s, 0.965 + s / 1000) for s in (300, 301, 302)])  # fmt: skip
@@ -120,7 +120,7 @@ def test_trained_fixes_table_counts_learned_runs_per_fix_and_depth():
             grad = -1.0 if fix == "leaky_he" else -5.0
             rows.append({"job": f"+fix={fix},depth=30/seed={seed}", "depth": 30, "seed": seed,
                          "status": "completed", "val_acc": acc, "test_acc": acc, "grad_ratio_end": grad,
-                         "train_loss": train_loss(acc),
+                         "val_loss": final_loss(acc),
                          "seconds": 60.0, "steps": 3000, "val_gain_last_half": 0.0})  # fmt: skip
     table = fixes.trained_table(pd.DataFrame(rows))
     he = next(line for line in table.splitlines() if line.startswith("| leaky_he |"))
@@ -171,7 +171,7 @@ def test_fixes_vs_reference_holm_within_depth():
         for seed, acc in enumerate(values):
             rows.append({"job": f"+fix={fix},depth=10/seed={seed}", "depth": 10, "seed": seed,
                          "status": "completed", "val_acc": acc, "test_acc": acc,
-                         "train_loss": train_loss(acc), "grad_ratio_end": 0.0})  # fmt: skip
+                         "val_loss": final_loss(acc), "grad_ratio_end": 0.0})  # fmt: skip
     t = fixes.vs_reference(pd.DataFrame(rows)).set_index("arm")
     assert fixes.REFERENCE not in t.index and set(t["depth"]) == {10}
     bn, selu = t.loc["leaky_batchnorm"], t.loc["selu_lecun"]
@@ -210,7 +210,7 @@ def test_endpoint_check_compares_each_epoch_and_the_best_validation_epoch():
             ]
             rows.append({"job": f"+fix={fix},depth=30/seed={seed}", "depth": 30, "seed": seed,
                          "status": "completed", "val_acc": accs[-1], "test_acc": accs[-1],
-                         "train_loss": train_loss(accs[-1])})  # fmt: skip
+                         "val_loss": final_loss(accs[-1])})  # fmt: skip
     t = fixes.endpoint_sensitivity(pd.DataFrame(rows), pd.DataFrame(epochs), last=2)
     t = t.set_index(["fix", "endpoint"])
     assert "leaky_default" not in t.index.get_level_values("fix")

@@ -239,7 +239,8 @@ def test_long_section_counts_runs_that_learned(tmp_path):
     folder.mkdir()
     runs = pd.DataFrame({"lr": [0.05] * 3, "depth": [20, 30, 30], "slope": [0.0, 0.0, 0.5],
                          "status": ["completed", "completed", "diverged"], "val_acc": [0.95, 0.11, 0.1],
-                         "test_acc": [0.95, 0.11, 0.1], "train_loss": [0.1, 2.30, np.nan]})  # fmt: skip
+                         "test_acc": [0.95, 0.11, 0.1], "train_loss": [0.1, 2.30, np.nan],
+                         "val_loss": [0.2, 2.31, np.nan]})  # fmt: skip
     runs.to_csv(folder / "runs.csv", index=False)
     lines = fair.long_section(tmp_path)
     assert "**1 of 3 runs learned**" in lines[0] and "1 diverged" in lines[0]
@@ -248,7 +249,7 @@ def test_long_section_counts_runs_that_learned(tmp_path):
 
 def test_learned_twins():
     prelu = pd.DataFrame({"init": "kaiming", "prelu_params": "layer", "slope": 0.2, "depth": 5, "lr": 0.05,
-                          "epochs": 6, "status": "completed", "val_acc": 0.9, "train_loss": 0.3,
+                          "epochs": 6, "status": "completed", "val_acc": 0.9, "val_loss": 0.3,
                           "seed": [100, 101, 102], "test_acc": [0.97, 0.98, 0.995]})  # fmt: skip
     fixed = prelu.drop(columns="prelu_params").assign(test_acc=[0.95, 0.96, 0.97], lr=[0.05, 0.05, 0.02])
     t = learned.twin_table(prelu, fixed)
@@ -262,8 +263,8 @@ def test_learned_twins():
 def test_headline_dying_units_counts():
     df = pd.DataFrame({"width": 4, "depth": 10, "slope": [0.0, 0.0, 0.2, 0.2], "dead_frac_step0": 0.5,
                        "status": "completed", "test_acc": [0.11, 0.9, 0.5, 0.5],
-                       "train_loss": [2.303, 0.3, 0.9, 7.0]})  # fmt: skip
-    # the last run reached 0.5 but its training loss ended above chance's ln 10: not learned
+                       "test_loss": [2.303, 0.3, 0.9, 7.0]})  # fmt: skip
+    # the last run reached 0.5 but its loss ended above chance's ln 10: not learned
     assert headline.dying_units(df)[-2].endswith("by slope: a=0: 1/2, a=0.2: 1/2")
 
 

@@ -181,7 +181,7 @@ def test_retable_writes_a_published_summary_again_from_its_runs_csv_and_keeps_it
     # a note only the folders could give (a kept run) stays; a run whose loss blew up stops counting
     (out / "tables.md").write_text(tables.replace("- 3 runs", "- KEPT: 1 run(s) from elsewhere\n- 3 runs"))
     runs = pd.read_csv(out / "runs.csv")
-    runs.loc[0, "train_loss"] = 5.0
+    runs.loc[0, "val_loss"] = 5.0
     runs.to_csv(out / "runs.csv", index=False)
     changed = retable(out)
     assert out / "tables.md" in changed and out / "accuracy_ci.csv" in changed

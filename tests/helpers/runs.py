@@ -55,8 +55,8 @@ def load(path):
     return json.loads(path.read_text())
 
 
-def train_loss(acc: float | None) -> float:
-    """A final training loss that agrees with a synthetic run's accuracy: below chance (ln 10)
+def final_loss(acc: float | None) -> float:
+    """A final validation loss that agrees with a synthetic run's accuracy: below chance (ln 10)
     where the run reached 0.2, just above it where it stayed at chance, NaN where it has none."""
     if acc is None or acc != acc:
         return float("nan")

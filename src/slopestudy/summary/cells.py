@@ -106,10 +106,14 @@ def _cells(df: pd.DataFrame, keys: list[str]):
 
 # --- what a cell says -------------------------------------------------------------------------
 def learned(df: pd.DataFrame, threshold: float = NEVER_LEARNED) -> pd.Series:
-    """Per run: stats.learned's rule on a runs table (test accuracy where there is no validation)."""
+    """Per run: stats.learned's rule on a runs table (test accuracy and loss where there is no
+    validation split)."""
     acc = df["val_acc"].fillna(df["test_acc"]) if "val_acc" in df else df["test_acc"]
+    loss = df["val_loss"] if "val_loss" in df else df["test_loss"]
+    if "val_loss" in df and "test_loss" in df:
+        loss = loss.fillna(df["test_loss"])  # the runs of a sweep without a validation split
     diverged = df["status"] == Status.diverged
-    return pd.Series(stats.learned(acc, diverged, df["train_loss"], threshold), index=df.index)
+    return pd.Series(stats.learned(acc, diverged, loss, threshold), index=df.index)
 
 
 def failed(df: pd.DataFrame, threshold: float = NEVER_LEARNED) -> pd.Series:

@@ -52,18 +52,21 @@ def phase_counts(runs: pd.DataFrame, threshold: float = SECOND_THRESHOLD) -> pd.
 # --- learning rate x slope at the final budget ------------------------------------------------
 def rate_row(part: pd.DataFrame) -> dict:
     """Success rate with its exact interval, divergences, median of all runs, and accuracy over
-    the runs that learned (shown next to k/n, never alone). Where the count at SECOND_THRESHOLD
-    differs, some runs learned only partly: both counts and the median, no mean over them."""
+    the runs that learned (shown next to k/n, never alone): a t-interval only where every run
+    learned, since an interval over the survivors of a cell with failures describes neither. Where
+    the count at SECOND_THRESHOLD differs, some runs learned only partly: both counts and the
+    median, no mean over them."""
     ok, ok_strict = learned(part), learned(part, SECOND_THRESHOLD)
     k, n, k_strict = int(ok.sum()), len(part), int(ok_strict.sum())
     acc = part.loc[ok, "test_acc"]
-    mean, lo, hi = stats.t_interval(acc) if len(acc) > 1 else (acc.mean(), math.nan, math.nan)
+    mean, lo, hi = stats.t_interval(acc) if k == n and k > 1 else (acc.mean(), math.nan, math.nan)
     partly = k != k_strict
+    survivors = f"{mean:.3f} over the {k} that learned" if 0 < k < n else stats.fmt_ci(mean, lo, hi)
     return {
         "learned": stats.fmt_rate(k, n) + (f"; {k_strict}/{n} at {SECOND_THRESHOLD:g}" if partly else ""),
         "diverged": f"{int((part['status'] == Status.diverged).sum())}/{n}",
         "median val acc (all runs)": f"{part['val_acc'].fillna(0).median():.3f}",
-        "test acc of the runs that learned": "– (partly learned)" if partly else stats.fmt_ci(mean, lo, hi),
+        "test acc of the runs that learned": "– (partly learned)" if partly else survivors,
         "k": k, "n": n,
     }  # fmt: skip
 
@@ -190,7 +193,8 @@ def phase_block(results: Path) -> str:
         return "Phase diagram with seeds: not run yet."
     counts = phase_counts(runs).reset_index().rename(columns={"init_gain": "σ²"})
     return "\n".join([
-        f"Runs that learned (validation accuracy ≥ {SECOND_THRESHOLD}), of n, per slope, σ² and depth:", "",
+        f"Runs that learned (validation accuracy ≥ {SECOND_THRESHOLD} and validation loss below ln 10), "
+        "of n, per slope, σ² and depth:", "",
         markdown(counts, drop=()), "",
         "Per seed: the deepest depth that learned and the σ² that reach it (the ridge); g = σ²(1+a²)/2:", "",
         markdown(phase_ridge(runs), drop=()), "",

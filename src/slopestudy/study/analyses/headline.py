@@ -88,7 +88,8 @@ def dying_units(df: pd.DataFrame) -> list[str]:
     md += accuracy_table(df, ["width", "depth"], "test_acc") + [""]
     never = df.assign(dead=failed(df)).groupby(["slope"])["dead"].agg(["sum", "count"])
     counts = ", ".join(f"a={a:g}: {int(r['sum'])}/{int(r['count'])}" for a, r in never.iterrows())
-    return md + [f"Runs that did not learn (learned: {stats.LEARNED_RULE}), by slope: {counts}", ""]
+    rule = f"learned: {stats.LEARNED_RULE}; test accuracy and loss here: this sweep has no validation split"
+    return md + [f"Runs that did not learn ({rule}), by slope: {counts}", ""]
 
 
 def headline_md(results: Path) -> str:
