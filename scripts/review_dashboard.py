@@ -1,36 +1,52 @@
 """Review a sweep in the real TensorBoard: check its HTTP API, then screenshot it in Chromium.
 
     python scripts/review_dashboard.py SWEEP_DIR [--out results/figures] [--port 6123]
+        [--kernel-sweep DIR] [--kernel-runs REGEX]
 
 Starts `tensorboard --logdir SWEEP_DIR` on 127.0.0.1, checks that every job folder is a run
 and that each run has the scalar tags, histograms and hparams this project writes, then takes
-headless-Chromium screenshots of the Scalars (a layer profile), Custom Scalars and HParams views
-(needs Debian's `chromium`). Exits non-zero if anything is missing.
+headless-Chromium screenshots of the Custom Scalars and HParams views, the step-0 signal profile
+and the step-0 kernel profile (needs Debian's `chromium` and Playwright, the `[review]` extra).
+Every screenshot has smoothing 0, outlier clipping off and whole run names. `--kernel-sweep DIR`
+takes the kernel profile of another sweep (a second TensorBoard; e.g. deep nets), `--kernel-runs
+REGEX` keeps only the matching runs in it. Exits non-zero if anything is missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", "--window-size=1500,1000", "--virtual-time-budget=15000",
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--hide-scrollbars",
 ]  # fmt: skip
-# Plain page loads; the layer-profile view needs clicks (profile_screenshot).
-VIEWS = {
-    "custom_scalars": "#custom_scalars",
-    "hparams": "#hparams",
-}
+# Settings TensorBoard keeps in the browser, seeded before every page loads. Smoothing 0: a profile
+# is not a time series (smoothing would average neighbouring *layers*), nor are one-epoch curves;
+# outlier clipping off: the tiny input-side norms are the point. The Time Series runs sidebar and
+# cards are widened so that whole run names show; the settings pane stays open as the record.
+TIME_SERIES_SETTINGS = {
+    "scalarSmoothing": 0, "ignoreOutliers": False, "sideBarWidthInPercent": 30,
+    "timeSeriesCardMinWidth": 700, "timeSeriesSettingsPaneOpened": True,
+}  # fmt: skip
+# The Polymer dashboards (Custom Scalars) read outlier clipping from localStorage, smoothing from
+# the URL hash (`&_smoothingWeight=0`), and size their sidebar with these CSS variables.
+SEED_SETTINGS = f"""
+localStorage.setItem("_tb_global_settings", {json.dumps(json.dumps(TIME_SERIES_SETTINGS))});
+localStorage.setItem("_ignoreYOutliers", "false");
+"""
+WIDE_SIDEBAR = (
+    ":root { --tf-dashboard-layout-sidebar-basis: 30%; --tf-dashboard-layout-sidebar-max-width: 640px; }"
+)
+KERNEL_TAG = "1_profile/kernel_gap/epoch_00"
 
 
 def get_json(url: str, body: dict | None = None):
@@ -116,50 +132,102 @@ def check_hparams(base: str, sweep: Path, jobs: list[str]) -> list[str]:
     return problems
 
 
-def profile_screenshot(base: str, out: Path, chromium: str) -> Path | None:
-    """The step-0 layer-profile chart with its y axis in log scale and smoothing off (a profile
-    is not a time series). Needs clicks, so it drives Chromium through Playwright
-    (`pip install playwright`, no browser download: it uses the system Chromium)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        print("playwright not installed: no log-scale profile screenshot")
-        return None
-    path = out / "tensorboard_profile_log.png"
-    flags = [f for f in CHROMIUM_FLAGS if not f.startswith(("--headless", "--window-size", "--virtual-time"))]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=flags, headless=True)
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.goto(f"{base}/?tagFilter=1_profile%2Fsignal_norm%2Fepoch_00#timeseries")
-        page.get_by_label("More line chart options").first.wait_for(timeout=60_000)
-        smoothing = page.locator("input.slider-input").first  # the settings pane's smoothing box
-        smoothing.fill("0")
-        smoothing.press("Enter")
-        outliers = page.get_by_text("Ignore outliers in chart scaling")
-        if outliers.count():
-            outliers.first.click()  # show the whole range: the tiny input-side norms are the point
-        page.get_by_label("More line chart options").first.click()
-        page.get_by_text("Toggle Y-axis log scale").click()
-        page.wait_for_timeout(2000)
-        page.screenshot(path=str(path))
-        browser.close()
-    return path
+def settle(page, ms: int = 3000) -> None:
+    """Let the page fetch its data and draw its charts."""
+    with contextlib.suppress(Exception):  # TensorBoard may keep polling: the fixed wait still applies
+        page.wait_for_load_state("networkidle", timeout=60_000)
+    page.wait_for_timeout(ms)
 
 
-def screenshots(base: str, out: Path) -> list[Path]:
+def log_scale_profile(page, url: str, path: Path, chart_px: int | None = None) -> None:
+    """Time Series cards of the tags the URL's tagFilter matches (profiles: x = layer), each with
+    its y axis in log scale, its data table expanded to every run and, given chart_px, its chart
+    that tall."""
+    page.goto(url)
+    options = page.get_by_label("More line chart options")
+    options.first.wait_for(timeout=120_000)
+    settle(page)
+    for i in range(options.count()):
+        options.nth(i).click()
+        page.get_by_role("menuitem", name="Toggle Y-axis log scale").last.click()
+        page.wait_for_timeout(500)
+    expand = page.get_by_label("Expand Table")
+    for i in range(expand.count()):
+        expand.nth(i).click()
+    if chart_px:
+        charts = page.locator(".chart-container")
+        for i in range(charts.count()):
+            charts.nth(i).evaluate(f"e => {{ e.style.height = '{chart_px}px'; }}")
+    page.mouse.move(10, 10)  # off the charts: no hover tooltip in the picture
+    settle(page)
+    page.screenshot(path=str(path), timeout=300_000)
+
+
+def screenshots(base: str, out: Path, kernel_base: str, kernel_runs: str) -> list[Path]:
+    """Custom Scalars, HParams, the step-0 signal profile and the step-0 kernel profile, in headless
+    Chromium driven by Playwright (`pip install playwright`, no browser download: it uses the
+    system Chromium)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise FileNotFoundError("chromium not found (apt-get install chromium)")
-    paths = []
-    for name, fragment in VIEWS.items():
-        path = out / f"tensorboard_{name}.png"
-        with tempfile.TemporaryDirectory() as profile:
-            cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={path}",
-                   f"{base}/{fragment}"]  # fmt: skip
-            subprocess.run(cmd, capture_output=True, timeout=120, check=True)
-        paths.append(path)
-    profile = profile_screenshot(base, out, chromium)
-    return paths + ([profile] if profile else [])
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("playwright not installed (pip install -e '.[review]'): no screenshots")
+        return []
+    paths = {name: out / f"tensorboard_{name}.png" for name in
+             ("custom_scalars", "hparams", "profile_log", "kernel_profile")}  # fmt: skip
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, headless=True)
+
+        def new_page(width: int, height: int):
+            context = browser.new_context(viewport={"width": width, "height": height})
+            context.add_init_script(SEED_SETTINGS)
+            return context.new_page()
+
+        page = new_page(1800, 1300)  # tall enough to list all 24 runs of the study grid
+        page.goto(f"{base}/#custom_scalars&_smoothingWeight=0")
+        page.get_by_text("1 layer profiles").first.wait_for(timeout=120_000)
+        page.add_style_tag(content=WIDE_SIDEBAR)
+        settle(page, 10_000)
+        page.screenshot(path=str(paths["custom_scalars"]), timeout=300_000)
+
+        page = new_page(2500, 1100)  # wide enough for whole trial IDs and every metric column
+        page.goto(f"{base}/#hparams")
+        columns = page.locator("vaadin-grid-column")
+        columns.first.wait_for(state="attached", timeout=120_000)
+        settle(page)
+        columns.first.evaluate("c => { c.width = '37em'; }")  # Trial ID: the run name
+        for i in range(2, columns.count()):
+            columns.nth(i).evaluate("c => { c.width = '7em'; c.flexGrow = 1; }")
+        settle(page, 2000)
+        page.screenshot(path=str(paths["hparams"]), timeout=300_000)
+
+        tags = "1_profile%2Fsignal_norm%2Fepoch_00"
+        url = f"{base}/?tagFilter={tags}#timeseries"
+        log_scale_profile(new_page(1800, 1400), url, paths["profile_log"], chart_px=480)
+        tags = "1_profile%2Fkernel_gap(_theory)%3F%2Fepoch_00"  # measured and the correlation map's
+        url = f"{kernel_base}/?tagFilter={tags}&runFilter={quote(kernel_runs, safe='')}#timeseries"
+        log_scale_profile(new_page(1800, 1150), url, paths["kernel_profile"])
+        browser.close()
+    return list(paths.values())
+
+
+def start_tensorboard(logdir: Path, port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
+           "--port", str(port), "--reload_interval", "2"]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def has_kernel_profile(base: str, seconds: float = 120) -> bool:
+    """Whether some run of the TensorBoard at `base` has the step-0 kernel profile (waits for the
+    event files to load)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if any(KERNEL_TAG in t for t in get_json(f"{base}/data/plugin/scalars/tags").values()):
+            return True
+        time.sleep(2)
+    return False
 
 
 def main() -> int:
@@ -168,22 +236,31 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("results/figures"))
     p.add_argument("--port", type=int, default=6123)
     p.add_argument("--no-screenshots", action="store_true")
+    p.add_argument("--kernel-sweep", type=Path, help="sweep for the kernel-profile screenshot (port+1)")
+    p.add_argument("--kernel-runs", default="", help="run-name regex for the kernel-profile screenshot")
     args = p.parse_args()
     sweep = args.sweep_dir.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     base = f"http://127.0.0.1:{args.port}"
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep), "--host", "127.0.0.1",
-           "--port", str(args.port), "--reload_interval", "2"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    procs = [start_tensorboard(sweep, args.port)]
     try:
-        wait_until_ready(base, proc)
+        wait_until_ready(base, procs[0])
         problems = check_api(base, sweep)
         if not args.no_screenshots:
-            for path in screenshots(base, args.out):
+            kernel_base = base
+            if args.kernel_sweep is not None:
+                kernel_base = f"http://127.0.0.1:{args.port + 1}"
+                procs.append(start_tensorboard(args.kernel_sweep.resolve(), args.port + 1))
+                wait_until_ready(kernel_base, procs[-1])
+                if not has_kernel_profile(kernel_base):
+                    print(f"{args.kernel_sweep} has no {KERNEL_TAG}: kernel profile of {sweep}")
+                    kernel_base = base
+            for path in screenshots(base, args.out, kernel_base, args.kernel_runs):
                 print(f"screenshot: {path}")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
     for problem in problems:
         print(f"PROBLEM: {problem}", file=sys.stderr)
     print("dashboard review: " + ("OK" if not problems else f"{len(problems)} problem(s)"))

@@ -101,3 +101,21 @@ def test_a_sweep_over_a_config_group_checks_each_jobs_own_tuned_cell(monkeypatch
         assert sweep_errors("config", jobs) == []
         bad = sweep_errors("config", sweep_job_overrides([*task[:1], "depth=70", task[2]], None))
     assert len(bad) == 2 and all("has no row" in e and "depth=70" in e for e in bad), bad
+
+
+def test_readme_configuration_table_lists_every_key_of_the_schema():
+    import dataclasses
+    import re
+
+    from slopestudy.config import DataConfig
+
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| key | default | meaning |") :].split("\n\n", 1)[0]
+    listed = {
+        key for row in table.splitlines()[2:] for key in re.findall(r"`([a-z0-9_.]+)`", row.split("|")[1])
+    }
+    schema = {f.name for f in dataclasses.fields(StudyConfig)} | {
+        f"data.{f.name}" for f in dataclasses.fields(DataConfig)
+    }
+    assert schema - listed == set(), "keys of the schema missing from README's configuration table"
+    assert listed - schema == set(), "README's configuration table names keys the schema lacks"

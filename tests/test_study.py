@@ -15,7 +15,15 @@ import pandas as pd
 import pytest
 
 from slopestudy.study.analyses import fair, headline, learned, protocol
-from slopestudy.study.analyses.page import anchors, contents, headings, read_block, replace_block, slug
+from slopestudy.study.analyses.page import (
+    anchors,
+    contents,
+    figures,
+    headings,
+    read_block,
+    replace_block,
+    slug,
+)
 from slopestudy.study.publish import FROM_TABLES, NEED_SWEEP, PAGE, published_state, redraw, report
 from slopestudy.study.runner import Study, main, run_sweeps
 from slopestudy.study.sections import SECTIONS, Summarize
@@ -115,7 +123,7 @@ def test_every_committed_summary_and_marker_is_declared_once():
     page = (RESULTS / PAGE).read_text()
     on_page = set(re.findall(r"<!-- study (.+?): begin -->", page))
     declared = {name for section in ALL if section.blocks for name in section.blocks(RESULTS)}
-    assert on_page == declared | {"contents"}  # the table of contents: report makes it from the page
+    assert on_page == declared | {"contents", "figures"}  # the page's indexes: report makes them from it
     assert "<!--" not in re.sub(r"<!-- study .+?: (begin|end) -->", "", page)  # no other generator's markers
     for section in ALL:
         assert set(section.needs) <= set(SECTIONS)
@@ -132,6 +140,17 @@ def test_every_link_to_a_section_of_the_page_lands_on_a_heading():
              PAGE: re.findall(r"\]\(#([^)\s]+)\)", page)}  # fmt: skip
     for where, found in links.items():
         assert found and set(found) <= targets, f"{where}: no heading for {set(found) - targets}"
+
+
+def test_the_figure_index_lists_every_embedded_figure_with_its_section_and_an_existing_file():
+    page = (RESULTS / PAGE).read_text()
+    shown = figures(page)
+    index = read_block(page, "figures").splitlines()
+    assert len(index) == len(shown) >= 9
+    for (alt, path, section), line in zip(shown, index, strict=True):
+        assert (RESULTS / path).is_file(), path
+        assert line.startswith(f"- [{alt}]({path}) — [") and f"(#{slug(section)})" in line
+        assert "drawn by `python -m slopestudy.study " in line, line
 
 
 def test_every_preset_has_a_fixed_folder_and_shared_folders_split_their_jobs():

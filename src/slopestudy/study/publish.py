@@ -14,7 +14,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from slopestudy.study.analyses.page import contents, read_block, replace_block
+from slopestudy.study.analyses.page import contents, figure_index, read_block, replace_block
 from slopestudy.study.sections import Section
 from slopestudy.summary import figures as figs
 from slopestudy.summary.cells import make_summary
@@ -52,8 +52,15 @@ def published_state(results: Path, section: Section) -> str:
     return "up to date" if not stale else "REPORT WOULD CHANGE " + ", ".join(stale)
 
 
-def report(results: Path, sections: list[Section], figures: bool = False, tables: bool = False) -> list[Path]:
+def report(
+    results: Path,
+    sections: list[Section],
+    figures: bool = False,
+    tables: bool = False,
+    every: list[Section] | None = None,
+) -> list[Path]:
     """Write every marker block and generated page of `sections`; return the files that changed.
+    The page-wide indexes (contents, figures) are made from `every` section (default: `sections`).
     `tables` first writes each summary's own tables again from its runs.csv (summaries written
     before accuracy_ci.csv existed keep theirs: their format is older than every current rule)."""
     page = results / PAGE
@@ -76,13 +83,32 @@ def report(results: Path, sections: list[Section], figures: bool = False, tables
             for summary in section.summaries:
                 changed += redraw(results / summary.out)
             changed += draw_section_figures(results, section)
-    try:
-        text = replace_block(text, "contents", contents(text))
-    except KeyError as e:
-        print(f"the table of contents: {e.args[0]}: add its markers to the page", file=sys.stderr)
+    indexes = {"contents": contents(text), "figures": figure_index(text, drawn_by(every or sections))}
+    for name, body in indexes.items():
+        try:
+            text = replace_block(text, name, body)
+        except KeyError as e:
+            print(f"the {name} index: {e.args[0]}: add its markers to the page", file=sys.stderr)
     if write_if_changed(page, text):
         changed.insert(0, page)
     return changed
+
+
+def drawn_by(sections: list[Section]):
+    """path (relative to results/) -> the command that draws that figure: `report --figures` for
+    a section's own figures and a summary's FROM_TABLES ones, else its section's `run`."""
+    own = {rel for section in sections for rel in section.figures}
+    section_of = {s.out: section.name for section in sections for s in section.summaries}
+
+    def command(path: str) -> str:
+        folder, stem = Path(path).parent.name, Path(path).stem
+        if path in own or (folder in section_of and stem in FROM_TABLES):
+            return "python -m slopestudy.study report --figures"
+        if folder in section_of:
+            return f"python -m slopestudy.study run {section_of[folder]}"
+        return "see its section"
+
+    return command
 
 
 def write_if_changed(path: Path, text: str) -> bool:

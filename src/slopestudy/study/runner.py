@@ -173,7 +173,7 @@ def run(study: Study, sections: list[Section], dry_run: bool = False, only: list
             for path in draw_section_figures(study.results, section):
                 print(f"[{section.name}] figure {path.relative_to(study.results.parent)}")
         if not dry_run and (section.blocks or section.pages):
-            changed = report(study.results, [section])
+            changed = report(study.results, [section], every=list(study.sections.values()))
             print(f"[{section.name}] report: " + (", ".join(map(str, changed)) or "the page is current"))
     return 1 if failures else 0
 
@@ -305,7 +305,8 @@ def main(argv: list[str] | None = None, sections: dict[str, Section] | None = No
         print(status(study, chosen))
         return 0
     if args.command == "report":
-        changed = report(study.results, chosen, figures=args.figures, tables=args.tables)
+        every = list(study.sections.values())
+        changed = report(study.results, chosen, figures=args.figures, tables=args.tables, every=every)
         print(
             "\n".join(f"wrote {p}" for p in changed) or "nothing changed: the page is what its summaries say"
         )

@@ -56,3 +56,28 @@ def contents(text: str) -> str:
 def anchors(text: str) -> set[str]:
     """Every anchor a link into the page can use (its headings of every level)."""
     return {slug(h) for level in range(1, 5) for h in headings(text, level)}
+
+
+IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
+
+
+def figures(text: str) -> list[tuple[str, str, str]]:
+    """(alt text, path, the ## heading it sits under) of every figure the page embeds."""
+    out, section, fenced = [], "", False
+    for line in text.splitlines():
+        fenced ^= line.startswith("```")
+        if fenced:
+            continue
+        if line.startswith("## "):
+            section = line[3:].strip()
+        out += [(alt, path, section) for alt, path in IMAGE.findall(line)]
+    return out
+
+
+def figure_index(text: str, command) -> str:
+    """One line per embedded figure: what it shows, its section (linked), and `command(path)`, the
+    command that draws it."""
+    return "\n".join(
+        f"- [{alt}]({path}) — [{section.split(' (')[0]}](#{slug(section)}); drawn by `{command(path)}`"
+        for alt, path, section in figures(text)
+    )
