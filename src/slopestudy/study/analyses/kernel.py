@@ -332,9 +332,9 @@ def slopes_figure(results: Path):
     ax.set_ylabel("validation accuracy after 6 epochs")
     ax.set_ylim(0, 1.02)
     shown = " and ".join(str(d) for d in SLOPE_DEPTHS if d in set(runs["depth"]))
-    ax.set_title(f"Which slope trains best at depth {shown} (dots: runs, a diverged one at 0.1; line: "
+    ax.set_title(f"Which slope trains best at depth {shown}\n(dots: runs, a diverged one at 0.1; line: "
                  "means; dashed: TAT's slope)", fontsize=8)  # fmt: skip
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    ax.legend(fontsize=8, frameon=False, loc="lower left")  # the right end holds the diverged runs
     fig.tight_layout()
     return fig
