@@ -115,6 +115,18 @@ def test_redraw_writes_only_the_figures_the_tables_determine(tmp_path):
 
 
 # --- what is declared --------------------------------------------------------------------------
+def test_retired_sections_say_why_and_are_listed_apart(capsys):
+    retired = [s for s in ALL if s.retired]
+    assert {s.name for s in retired} >= {"slope_depth", "adam_contrast", "phase_diagram", "headline"}
+    assert all(s.title.startswith("Appendix: ") and len(s.retired) > 20 for s in retired)
+    assert all(s.title[0].isdigit() for s in ALL if not s.retired)  # a live section has its number
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    live, _, old = listed.partition("retired (still run when named):")
+    assert all(f"  {s.name} " in old and f"  {s.name} " not in live for s in retired)
+
+
 def test_every_committed_summary_and_marker_is_declared_once():
     outs = [s.out for section in ALL for s in section.summaries]
     assert len(outs) == len(set(outs))

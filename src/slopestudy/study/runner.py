@@ -147,8 +147,12 @@ def status(study: Study, sections: list[Section]) -> str:
     resolved = resolve([sweep for section in sections for sweep in section.sweeps])
     walls = wall_times(study.results)
     lines = [f"{'section':<18} {'jobs':>10}  {'compute':<28} page (results/README.md blocks, pages)"]
-    for section in sections:
+    for section in (s for s in sections if not s.retired):
         lines += section_status(study, section, resolved, walls)
+    if retired := [s for s in sections if s.retired]:
+        lines += ["", "retired (results/README.md's appendix; `run NAME` still reproduces one):"]
+        for section in retired:
+            lines += section_status(study, section, resolved, walls)
     return "\n".join([*lines, "", COMPUTE_NOTE])
 
 
@@ -257,7 +261,11 @@ def write_summary(study: Study, section: Section, summary: Summarize, folders: l
 
 # --- the command line --------------------------------------------------------------------------
 def parser(sections: dict[str, Section]) -> argparse.ArgumentParser:
-    listed = "\n".join(f"  {name:<18} {s.title}" for name, s in sections.items())
+    listed = "\n".join(f"  {name:<18} {s.title}" for name, s in sections.items() if not s.retired)
+    if retired := [(name, s) for name, s in sections.items() if s.retired]:
+        listed += "\nretired (still run when named):\n" + "\n".join(
+            f"  {name:<18} {s.title}: {s.retired}" for name, s in retired
+        )
     p = argparse.ArgumentParser(prog="python -m slopestudy.study", description=__doc__.split("\n\n")[0],
                                 epilog=f"sections (src/slopestudy/study/sections.py):\n{listed}",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip

@@ -49,6 +49,9 @@ class Section:
     figures: dict[str, Callable[[Path], Any]] = field(default_factory=dict)
     """Section figures: path under results/ -> results/ -> a matplotlib Figure (None: no data yet),
     drawn from committed CSVs by `study run` and `report --figures`."""
+    retired: str = ""
+    """Why it is no longer part of the findings (the page's appendix); empty: a live section.
+    A retired section still runs and reports when named; listings show it apart."""
 
     @property
     def sweeps(self) -> list[Sweep]:
@@ -96,10 +99,17 @@ FAIR = Section(
 )  # fmt: skip
 
 
-def _one(name: str, title: str, *sweeps: Sweep, needs: tuple[str, ...] = ()) -> Section:
+def _one(name: str, title: str, *sweeps: Sweep, needs: tuple[str, ...] = (), retired: str = "") -> Section:
     """A section of one summary, named like its folder under results/ (and, without `sweeps`,
     like its one preset)."""
-    return Section(name, title, summaries=(Summarize(name, sweeps=sweeps or (Sweep(name),)),), needs=needs)
+    return Section(name, title, summaries=(Summarize(name, sweeps=sweeps or (Sweep(name),)),), needs=needs,
+                   retired=retired)  # fmt: skip
+
+
+# Why the retired sections are retired (results/README.md's appendix says the same).
+RETIRED_2B = "one lr per init chosen on test accuracy, 2 epochs, 3 seeds; superseded by § 2's protocol"
+RETIRED_4 = "Adam at one lr, 2 epochs, 2 seeds; superseded by § 2's Adam protocol and power test"
+RETIRED_HEADLINE = "2 epochs or fewer at one lr per sweep, from before the validation protocol"
 
 
 def _learned_blocks(results: Path) -> dict[str, str]:
@@ -112,23 +122,24 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
         Summarize("init_probe_depth3", sweeps=(Sweep("init_probe_depth3"),)),
     ), blocks=lambda r: {"init_probe": headline.init_probe_block(r)}),
     FAIR,
-    # 2b: one lr per init, chosen by lr_tune on test accuracy; superseded by 2, kept for the record
-    Section("slope_depth", "2b. The earlier comparison (slope_depth)", summaries=(
+    Section("slope_depth", "Appendix: the old § 2b (slope_depth)", retired=RETIRED_2B, summaries=(
         Summarize("lr_tune", sweeps=(Sweep("lr_tune"),)),
         Summarize("slope_depth", sweeps=(Sweep("slope_depth", ("init=kaiming", "lr=0.01")),
                                          Sweep("slope_depth", ("init=pytorch", "lr=0.1")))),
         Summarize("slope_depth_lowlr", sweeps=(Sweep("slope_depth_lowlr"),)),
     )),
-    _one("dying_units", "3. Where the slope does matter: dying units in narrow deep nets"),
-    _one("adam_contrast", "4. Adam hides much of it, not all"),
-    _one("fashion", "5. Fashion-MNIST: the same picture",
-         Sweep("fashion", ("init=kaiming", "lr=0.01")), Sweep("fashion", ("init=pytorch", "lr=0.1"))),
-    _one("phase_diagram", "6. The edge of trainability: the slope acts like a rescaled init"),
+    _one("dying_units", "Appendix: headline.md's dying units", retired=RETIRED_HEADLINE),
+    _one("adam_contrast", "Appendix: the old § 4, Adam", retired=RETIRED_4),
+    _one("fashion", "Appendix: headline.md's Fashion-MNIST",
+         Sweep("fashion", ("init=kaiming", "lr=0.01")), Sweep("fashion", ("init=pytorch", "lr=0.1")),
+         retired=RETIRED_HEADLINE),
+    _one("phase_diagram", "Appendix: the one-seed phase diagram",
+         retired="one seed per cell; superseded by § 6's 3-seed diagram (claims_phase)"),
     Section("learned_slope", "7. Let gradient descent pick the slope: PReLU", summaries=(
         Summarize("learned_slope", sweeps=(Sweep("learned_slope", ("init=kaiming",)),
                                            Sweep("learned_slope", ("init=pytorch",)))),
     ), blocks=_learned_blocks, pages={"learned.md": learned.learned_md}, needs=("fair",)),
-    Section("headline", "results/headline.md: the tables sections 1-5 quote",
+    Section("headline", "Appendix: results/headline.md", retired=RETIRED_HEADLINE,
             pages={"headline.md": headline.headline_md},
             needs=("init_probe", "slope_depth", "dying_units", "adam_contrast", "fashion")),
     # The claims round (issue 19) and the fixes (issue 20)
