@@ -256,8 +256,11 @@ SECTIONS |= {s.name: s for s in (
         Summarize(f"kernel_tune_d{d}", tune="lr", sweeps=_kernel_tune_sweeps(d))
         for d in KERNEL_DEPTHS), blocks=lambda r: {"kernel_step0": kernel.step0_table(r)},
         figures={"kernel_step0.png": kernel.step0_figure}),
-    Section("kernel_final", "9. Where the slope decides: the kernel (5 seeds per arm)", summaries=tuple(
-        Summarize(f"kernel_final_d{d}", sweeps=_kernel_sweeps("kernel_final", d)) for d in KERNEL_DEPTHS),
+    Section("kernel_final", "9. Where the slope decides: the kernel (5 seeds per arm)", summaries=(
+        *(Summarize(f"kernel_final_d{d}", sweeps=_kernel_sweeps("kernel_final", d)) for d in KERNEL_DEPTHS),
+        # added after the final runs, outside the declared family: ReLU's depth-100 lr as a confound
+        Summarize("kernel_relu_lr_d100", sweeps=(Sweep("kernel_relu_lr"),)),
+    ),
         needs=("kernel_tune",), blocks=lambda r: {"kernel_final": kernel.final_block(r)},
         figures={"kernel_final.png": kernel.final_figure}),
     # slopes 0 and 0.2 of this curve are kernel_tune's and kernel_final's runs (same protocol and
