@@ -146,3 +146,26 @@ def test_the_best_slope_curve_joins_the_final_runs_and_finds_each_depths_peak(tm
     assert "- depth 200: best slope 0.8 (validation; TAT's slope 0.679)" in block
     assert "larger at depth 200 than at 100: yes; in 100% of the resamples" in block
     assert kernel.slopes_block(tmp_path) == block  # the same bytes each time (a fixed bootstrap seed)
+
+
+def test_the_relu_lr_check_sits_beside_the_family_with_raw_welch_against_the_lower_lr_relu(tmp_path):
+    def row(slope, seed, acc, lr, rule="fixed"):
+        return {"depth": 100, "slope": slope, "slope_rule": rule, "residual": False, "seed": seed,
+                "lr": lr, "status": "completed", "val_acc": acc, "test_acc": acc, "val_loss": final_loss(acc),
+                "steps_to_90": None, "kernel_gap_step0": 0.01, "kernel_gap_end": 0.1}  # fmt: skip
+
+    final = [row(0.0, s, 0.5 + s / 1000, 0.001) for s in range(100, 105)]
+    final += [row(0.57, s, 0.96 + s / 10000, 0.001, rule="tat") for s in range(100, 105)]
+    (tmp_path / "kernel_final_d100").mkdir()
+    pd.DataFrame(final).to_csv(tmp_path / "kernel_final_d100" / "runs.csv", index=False)
+    assert "Robustness check" not in kernel.final_block(tmp_path)  # not committed: nothing said
+    check = [row(0.0, s, 0.7 + s / 1000, 0.0003) for s in range(100, 105)]
+    (tmp_path / "kernel_relu_lr_d100").mkdir()
+    pd.DataFrame(check).to_csv(tmp_path / "kernel_relu_lr_d100" / "runs.csv", index=False)
+    block = kernel.final_block(tmp_path)
+    assert "ReLU at depth 100 at lr 0.0003 (seeds 100–104, 6 epochs;" in block
+    assert "learned 5/5 [0.48, 1.00], test accuracy 0.802 ± 0.002 (mean ± sd), against 0.602 ± 0.002" in block
+    tat = next(line for line in block.splitlines() if line.startswith("- TAT: "))
+    low, high = stats.welch_interval([0.7 + s / 1000 for s in range(100, 105)],
+                                     [0.96 + s / 10000 for s in range(100, 105)])[1:]  # fmt: skip
+    assert tat.startswith(f"- TAT: {stats.fmt_ci(0.96 + 0.0102 - 0.802, low, high)}, p ")

@@ -192,7 +192,37 @@ def final_block(results: Path) -> str:
         f"tuned lr; learned: {stats.LEARNED_RULE}):", "",
         arms_table(runs), "",
         "The declared family (9 comparisons with ReLU; Holm over all 9, those not run yet counted as p = 1):",
-        "", md_table(header, shown)])  # fmt: skip
+        "", md_table(header, shown), *relu_lr_check(results, runs)])  # fmt: skip
+
+
+def relu_lr_check(results: Path, runs: pd.DataFrame) -> list[str]:
+    """The robustness check added after the final runs (outside the family): ReLU at depth 100 at
+    a lower lr (kernel_relu_lr_d100, the same seeds) next to ReLU at its tuned lr, and each other
+    depth-100 arm's Welch difference against it (raw p: not a declared test)."""
+    check = committed(results, "kernel_relu_lr_d100")
+    if check is None:
+        return []
+    check = check.assign(learned=~failed(check))
+    here = runs[runs["depth"] == 100]
+    tuned = here[here["arm"] == "ReLU"]
+    lines = [
+        "",
+        f"Robustness check, added after the runs and not part of the family: ReLU at depth 100 at lr "
+        f"{check['lr'].iloc[0]:g} (seeds {check['seed'].min()}–{check['seed'].max()}, 6 epochs; "
+        f"`results/kernel_relu_lr_d100/`) learned {stats.fmt_rate(int(check['learned'].sum()), len(check))}, "
+        f"test accuracy {check['test_acc'].mean():.3f} ± {check['test_acc'].std():.3f} (mean ± sd), against "
+        f"{tuned['test_acc'].mean():.3f} ± {tuned['test_acc'].std():.3f} at its tuned lr "
+        f"{tuned['lr'].iloc[0]:g}. Each depth-100 arm against this ReLU (Welch, raw p):",
+        "",
+    ]
+    for name in [n for n in ARM_ORDER if n != "ReLU"]:
+        part = here[here["arm"] == name]["test_acc"]
+        if part.empty:
+            continue
+        mean, lo, hi = stats.welch_interval(check["test_acc"], part)
+        p = stats.welch_p(check["test_acc"], part)
+        lines.append(f"- {name}: {stats.fmt_ci(mean, lo, hi)}, p {stats.fmt_p(p)}")
+    return lines
 
 
 def final_figure(results: Path):
