@@ -101,13 +101,16 @@ def summarize(
     return summary
 
 
-def tables_from_runs(runs: pd.DataFrame, out_dir: str | Path, tune_key: str | None = None) -> Summary:
+def tables_from_runs(
+    runs: pd.DataFrame, out_dir: str | Path, tune_key: str | None = None, extra_notes: list[str] = ()
+) -> Summary:
     """The tables again from a committed runs.csv (no run.json needed; no figures, and no
-    learned PReLU slopes, which are per layer): what a published summary says, regenerated."""
+    learned PReLU slopes, which are per layer): what a published summary says, regenerated.
+    `extra_notes` follow the notes the runs give (e.g. what only the sweep folders could say)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = make_summary(runs, out)
-    summary.notes = status_notes(runs, [])
+    summary.notes = status_notes(runs, []) + list(extra_notes)
     _tables(summary, tune_key)
     return summary
 
@@ -126,11 +129,8 @@ def retable(out_dir: str | Path) -> list[Path]:
     old = (out / "tables.md").read_text().splitlines() if (out / "tables.md").exists() else []
     tuned = out / "tuned.csv"
     key = pd.read_csv(tuned)["tuned_key"].iloc[0] if tuned.exists() else None
-    summary = make_summary(pd.read_csv(out / "runs.csv", low_memory=False), out)
-    summary.notes = status_notes(summary.runs, []) + [
-        line[2:] for line in old if line.startswith(FOLDER_NOTES)
-    ]
-    _tables(summary, key)
+    kept = [line[2:] for line in old if line.startswith(FOLDER_NOTES)]
+    tables_from_runs(pd.read_csv(out / "runs.csv", low_memory=False), out, key, kept)
     return sorted(p for p in out.iterdir() if p.suffix in (".csv", ".md") and before.get(p) != p.read_bytes())
 
 
