@@ -14,6 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from slopestudy.config import ConfigError, as_plain_dict, schema_defaults
+from slopestudy.run import lifecycle
 from slopestudy.run.records import (
     DONE,
     RUN_JSON,
@@ -86,7 +87,7 @@ def run_locked(cfg: DictConfig, study_cfg, out_dir: Path, multirun: bool) -> flo
         log.info("already %s with this config, skipping: %s", previous["status"], out_dir)
         return previous["final"]["test_acc"]
     try:
-        record = Run(study_cfg, out_dir).execute()
+        record = lifecycle.execute(Run(study_cfg, out_dir))
     except Exception as e:
         try:
             record_failure(out_dir, cfg, e)

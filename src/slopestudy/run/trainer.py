@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from slopestudy.config import Optimizer, StudyConfig, as_plain_dict
 from slopestudy.run import data as data_mod
-from slopestudy.run import lifecycle, tblog
+from slopestudy.run import tblog
 from slopestudy.run.measures import Measures
 from slopestudy.run.model import build_mlp
 from slopestudy.run.probes import GradientProbe
@@ -29,7 +29,7 @@ def make_optimizer(cfg: StudyConfig, model: torch.nn.Module) -> torch.optim.Opti
 
 
 class Run:
-    """State of one training run; `execute()` runs it and returns the run.json record."""
+    """State of one training run; lifecycle.execute(run) runs it and returns the run.json record."""
 
     def __init__(self, cfg: StudyConfig, out_dir: str | Path, data: data_mod.Tensors | None = None) -> None:
         self.cfg = cfg
@@ -65,12 +65,12 @@ class Run:
             "history": [],
             "env": environment(),
         }
-        self.logger: RunLogger | None = None  # opened by execute(), after a possible resume
+        self.logger: RunLogger | None = None  # opened by lifecycle.execute(), after a possible resume
         self.measures = Measures(cfg, self.model, self.data, self.probe_x, self.kernel_x, self.record)
         self.step = 0  # optimizer updates done so far
 
     def open_logger(self, purge_step: int | None = None) -> RunLogger:
-        """Start writing this run's TensorBoard events (execute() does; so do the benchmark and
+        """Start writing this run's TensorBoard events (lifecycle.execute() does; so do the benchmark and
         tests that call train_epoch() on their own; they close it)."""
         self.logger = self.measures.logger = RunLogger(self.out_dir, self.hparams, purge_step=purge_step)
         return self.logger
@@ -90,10 +90,6 @@ class Run:
         norms = self.probe.read() if measure else None
         self.probe.armed = False
         return loss.detach(), norms
-
-    def execute(self) -> dict:
-        """Train to the last epoch (or resume there) and return the run.json record (lifecycle)."""
-        return lifecycle.execute(self)
 
     def train_epoch(self, on_step: Callable[[], object] = lambda: None) -> float:
         """One pass over the training set; returns the mean batch loss (non-finite: diverged).
