@@ -290,6 +290,7 @@ def test_full_disk_fails_cleanly_and_the_rerun_resumes_identically(tiny_root, tm
     errors = [line for line in child.output.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {run_dir}: no space left on device; the last finished epoch's checkpoint "
                       "is kept: free space and rerun the same command to resume"], child.output  # fmt: skip
+    assert "Traceback" not in child.output  # TensorBoard's writer thread stays quiet too
     record = load(run_dir / "run.json")  # still valid JSON: the atomic write never left half a file
     assert record["epochs_done"] == 2 and record["status"] in ("running", "failed")
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)  # the epoch-2 checkpoint, intact

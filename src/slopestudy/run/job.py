@@ -6,6 +6,7 @@ import errno
 import logging
 import shutil
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -86,6 +87,7 @@ def run_locked(cfg: DictConfig, study_cfg, out_dir: Path, multirun: bool) -> flo
         # Re-running a sweep into the same folder: finished jobs are results, keep them.
         log.info("already %s with this config, skipping: %s", previous["status"], out_dir)
         return previous["final"]["test_acc"]
+    default_hook, threading.excepthook = threading.excepthook, quiet_full_disk_in_threads
     try:
         record = lifecycle.execute(Run(study_cfg, out_dir))
     except Exception as e:
@@ -102,8 +104,20 @@ def run_locked(cfg: DictConfig, study_cfg, out_dir: Path, multirun: bool) -> flo
             raise
         log.exception("job failed; recorded in %s", out_dir / RUN_JSON)
         return None
+    finally:
+        threading.excepthook = default_hook
     log.info("%s\n  folder: %s", report(record), out_dir)
     return record["final"]["test_acc"]
+
+
+def quiet_full_disk_in_threads(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard's writer thread meets a full disk too and would print its traceback into
+    the middle of the job's one error line; the main thread's next write raises the same
+    error and reports it, so the thread's copy is logged at debug level only."""
+    if no_space(args.exc_value):
+        log.debug("%s: %s", args.thread.name if args.thread else "thread", args.exc_value)
+        return
+    threading.__excepthook__(args)
 
 
 def no_space(error: BaseException | None) -> bool:
