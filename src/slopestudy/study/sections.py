@@ -198,6 +198,10 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
             Sweep("fixes_tune", ("+fix=leaky_he,leaky_layernorm,selu_lecun,gelu_he,tanh_xavier,leaky_default",
                                  "depth=50", "lr=0.001,0.002")),
             Sweep("fixes_tune", ("+fix=leaky_default", "depth=30", "lr=0.001,0.002")),
+            # the choices still on the lower edge (0.001; LayerNorm and SELU at depths 30 and 50,
+            # GELU + He at 50, on steep curves) widened by two more steps, down to 2e-4
+            Sweep("fixes_tune", ("+fix=leaky_layernorm,selu_lecun", "depth=30", "lr=0.0002,0.0005")),
+            Sweep("fixes_tune", ("+fix=leaky_layernorm,selu_lecun,gelu_he", "depth=50", "lr=0.0002,0.0005")),
         )),
         # one summary per depth, cheapest first, each committed when done; 5 runs a part
         *(Summarize(f"fixes_final_d{d}", sweeps=(Sweep("fixes_final", (f"depth={d}",), split="fix"),))
