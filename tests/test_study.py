@@ -26,7 +26,7 @@ from slopestudy.study.analyses.page import (
 )
 from slopestudy.study.publish import FROM_TABLES, NEED_SWEEP, PAGE, published_state, redraw, report
 from slopestudy.study.runner import Study, main, run_sweeps
-from slopestudy.study.sections import SECTIONS, Summarize
+from slopestudy.study.sections import PAGE_SECTIONS, SECTIONS, Summarize
 from slopestudy.study.sweeps import (
     Job,
     Launch,
@@ -118,8 +118,8 @@ def test_redraw_writes_only_the_figures_the_tables_determine(tmp_path):
 def test_retired_sections_say_why_and_are_listed_apart(capsys):
     retired = [s for s in ALL if s.retired]
     assert {s.name for s in retired} >= {"slope_depth", "adam_contrast", "phase_diagram", "headline"}
-    assert all(s.title.startswith("Appendix: ") and len(s.retired) > 20 for s in retired)
-    assert all(s.title[0].isdigit() for s in ALL if not s.retired)  # a live section has its number
+    assert all(s.number is None and len(s.retired) > 20 for s in retired)
+    assert all(s.number in PAGE_SECTIONS for s in ALL if not s.retired)  # a live part has its section
     with pytest.raises(SystemExit):
         main(["--help"])
     listed = capsys.readouterr().out
@@ -139,6 +139,13 @@ def test_every_committed_summary_and_marker_is_declared_once():
     assert "<!--" not in re.sub(r"<!-- study .+?: (begin|end) -->", "", page)  # no other generator's markers
     for section in ALL:
         assert set(section.needs) <= set(SECTIONS)
+
+
+def test_the_page_numbers_its_sections_as_declared_one_number_one_title():
+    numbered = [re.match(r"(\d+)\. (.+?) \(([^()]*)\)$", h) for h in headings((RESULTS / PAGE).read_text())]
+    on_page = {int(m[1]): m[2] for m in numbered if m}
+    assert on_page == PAGE_SECTIONS
+    assert {s.number for s in ALL if not s.retired} == set(PAGE_SECTIONS)  # every section has its parts
 
 
 def test_every_link_to_a_section_of_the_page_lands_on_a_heading():

@@ -34,7 +34,7 @@ def tiny_block(results: Path) -> dict[str, str]:
     return {"tiny": f"{len(runs)} runs: " + ", ".join(f"{n} {status}" for status, n in counts)}
 
 
-TINY = Section("tiny", "a tiny test section", summaries=(Summarize("tiny", sweeps=(FIRST, SECOND)),),
+TINY = Section("tiny", 1, "a tiny test section", summaries=(Summarize("tiny", sweeps=(FIRST, SECOND)),),
                blocks=tiny_block)  # fmt: skip
 
 if __name__ == "__main__":

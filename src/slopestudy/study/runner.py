@@ -261,10 +261,11 @@ def write_summary(study: Study, section: Section, summary: Summarize, folders: l
 
 # --- the command line --------------------------------------------------------------------------
 def parser(sections: dict[str, Section]) -> argparse.ArgumentParser:
-    listed = "\n".join(f"  {name:<18} {s.title}" for name, s in sections.items() if not s.retired)
+    live = sorted((item for item in sections.items() if not item[1].retired), key=lambda item: item[1].number)
+    listed = "\n".join(f"  {name:<20} {s.where}" for name, s in live)
     if retired := [(name, s) for name, s in sections.items() if s.retired]:
         listed += "\nretired (still run when named):\n" + "\n".join(
-            f"  {name:<18} {s.title}: {s.retired}" for name, s in retired
+            f"  {name:<20} {s.where}: {s.retired}" for name, s in retired
         )
     p = argparse.ArgumentParser(prog="python -m slopestudy.study", description=__doc__.split("\n\n")[0],
                                 epilog=f"sections (src/slopestudy/study/sections.py):\n{listed}",

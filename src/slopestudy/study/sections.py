@@ -34,11 +34,29 @@ class Summarize:
     """Choose this key per cell on validation (writes tuned.csv, which later presets read)."""
 
 
+# The page's numbered sections: results/README.md's "## N. <title> (<summaries>)" headings, one
+# number and one title each (a test holds the page to it). 4 and 2b were retired and are not reused.
+PAGE_SECTIONS = {
+    1: "At initialization the slope barely matters; the init decides",
+    2: "Training, compared fairly: lr tuned per cell on validation, 5 seeds, 95 % CIs",
+    3: "Dying units in narrow deep nets, on the validation protocol",
+    5: "Fashion-MNIST, on the validation protocol",
+    6: "The edge of trainability: the slope shifts it like a rescaled init, at a fixed lr",
+    7: "Let gradient descent pick the slope: PReLU",
+    8: "What else fixes vanishing gradients: each fix next to its own theory, at step 0",
+    9: "Where the slope decides: the kernel",
+}
+
+
 @dataclass(frozen=True)
 class Section:
+    """One runnable part of the study: its sweeps, summaries and generated blocks. Several parts
+    can make up one numbered section of the page (`number`, a key of PAGE_SECTIONS; None: retired)."""
+
     name: str
+    number: int | None
     title: str
-    """Where it is published (the heading of results/README.md)."""
+    """The part's own title (the page's section title is PAGE_SECTIONS[number])."""
     summaries: tuple[Summarize, ...] = ()
     blocks: Callable[[Path], dict[str, str]] | None = None
     """results/ -> {marker name: Markdown} for the blocks of results/README.md."""
@@ -56,6 +74,11 @@ class Section:
     @property
     def sweeps(self) -> list[Sweep]:
         return [sweep for s in self.summaries for sweep in s.sweeps]
+
+    @property
+    def where(self) -> str:
+        """Where the page shows it: "§ 2, <part title>" or "appendix, <part title>"."""
+        return f"§ {self.number}, {self.title}" if self.number else f"appendix, {self.title}"
 
 
 # Learning-rate grids of the fair comparison: log-spaced, 1-2-5 per decade, per optimizer and init.
@@ -75,7 +98,8 @@ def _fair_blocks(results: Path) -> dict[str, str]:
 
 FAIR = Section(
     "fair",
-    "2. Training, compared fairly (fair_tune, fair_final)",
+    2,
+    "lr tuned per cell on validation, 5 seeds (SGD, then Adam)",
     summaries=(
         Summarize("fair_tune_sgd_kaiming", tune="lr", sweeps=(
             Sweep("fair_tune", ("init=kaiming", f"lr={GRIDS['sgd', 'kaiming']}"), split="depth"),
@@ -102,8 +126,8 @@ FAIR = Section(
 def _one(name: str, title: str, *sweeps: Sweep, needs: tuple[str, ...] = (), retired: str = "") -> Section:
     """A section of one summary, named like its folder under results/ (and, without `sweeps`,
     like its one preset)."""
-    return Section(name, title, summaries=(Summarize(name, sweeps=sweeps or (Sweep(name),)),), needs=needs,
-                   retired=retired)  # fmt: skip
+    return Section(name, None, title, summaries=(Summarize(name, sweeps=sweeps or (Sweep(name),)),),
+                   needs=needs, retired=retired)  # fmt: skip
 
 
 # Why the retired sections are retired (results/README.md's appendix says the same).
@@ -117,46 +141,46 @@ def _learned_blocks(results: Path) -> dict[str, str]:
 
 
 SECTIONS: dict[str, Section] = {s.name: s for s in (
-    Section("init_probe", "1. At initialization the slope barely matters; the init decides", summaries=(
+    Section("init_probe", 1, "signal decay per layer at step 0, per init and slope", summaries=(
         Summarize("init_probe", sweeps=(Sweep("init_probe"),)),
         Summarize("init_probe_depth3", sweeps=(Sweep("init_probe_depth3"),)),
     ), blocks=lambda r: {"init_probe": headline.init_probe_block(r)}),
     FAIR,
-    Section("slope_depth", "Appendix: the old § 2b (slope_depth)", retired=RETIRED_2B, summaries=(
+    Section("slope_depth", None, "the old § 2b (slope_depth)", retired=RETIRED_2B, summaries=(
         Summarize("lr_tune", sweeps=(Sweep("lr_tune"),)),
         Summarize("slope_depth", sweeps=(Sweep("slope_depth", ("init=kaiming", "lr=0.01")),
                                          Sweep("slope_depth", ("init=pytorch", "lr=0.1")))),
         Summarize("slope_depth_lowlr", sweeps=(Sweep("slope_depth_lowlr"),)),
     )),
-    _one("dying_units", "Appendix: headline.md's dying units", retired=RETIRED_HEADLINE),
-    _one("adam_contrast", "Appendix: the old § 4, Adam", retired=RETIRED_4),
-    _one("fashion", "Appendix: headline.md's Fashion-MNIST",
+    _one("dying_units", "headline.md's dying units", retired=RETIRED_HEADLINE),
+    _one("adam_contrast", "the old § 4, Adam", retired=RETIRED_4),
+    _one("fashion", "headline.md's Fashion-MNIST",
          Sweep("fashion", ("init=kaiming", "lr=0.01")), Sweep("fashion", ("init=pytorch", "lr=0.1")),
          retired=RETIRED_HEADLINE),
-    _one("phase_diagram", "Appendix: the one-seed phase diagram",
+    _one("phase_diagram", "the one-seed phase diagram",
          retired="one seed per cell; superseded by § 6's 3-seed diagram (claims_phase)"),
-    Section("learned_slope", "7. Let gradient descent pick the slope: PReLU", summaries=(
+    Section("learned_slope", 7, "PReLU against its fixed-slope twin", summaries=(
         Summarize("learned_slope", sweeps=(Sweep("learned_slope", ("init=kaiming",)),
                                            Sweep("learned_slope", ("init=pytorch",)))),
     ), blocks=_learned_blocks, pages={"learned.md": learned.learned_md}, needs=("fair",)),
-    Section("headline", "Appendix: results/headline.md", retired=RETIRED_HEADLINE,
+    Section("headline", None, "results/headline.md", retired=RETIRED_HEADLINE,
             pages={"headline.md": headline.headline_md},
             needs=("init_probe", "slope_depth", "dying_units", "adam_contrast", "fashion")),
     # The claims round (issue 19) and the fixes (issue 20)
-    Section("claims_phase", "6. The edge of trainability, with seeds", summaries=(
+    Section("claims_phase", 6, "the phase diagram at lr 0.01, 3 seeds", summaries=(
         Summarize("claims_phase", sweeps=(Sweep("claims_phase"),)),
     ), blocks=lambda r: {"claims_phase": claims.phase_block(r)}),
-    Section("claims_lr_slope", "2. lr x slope at depth 30", summaries=(
+    Section("claims_lr_slope", 2, "lr × slope at depth 30, first 18 runs", summaries=(
         Summarize("claims_lr_slope", sweeps=(Sweep("claims_lr_slope"),)),
     ), blocks=lambda r: {"claims_lr_slope": claims.lr_slope_block(r)}),
     # the full 60-run design (5 seeds, lr 0.005-0.05); claims_lr_slope's block shows it once summarized
-    Section("claims_lr_slope_full", "2. lr x slope at depth 30, 5 seeds", summaries=(
+    Section("claims_lr_slope_full", 2, "lr × slope at depth 30, 5 seeds", summaries=(
         Summarize("claims_lr_slope_full", sweeps=(Sweep("claims_lr_slope_full", split="lr"),)),
     ), blocks=lambda r: {"claims_lr_slope": claims.lr_slope_block(r)}),
-    Section("claims_power_sgd", "2. Depth 30 with 20 seeds per arm", summaries=(
+    Section("claims_power_sgd", 2, "He init, depth 30: 15 fresh seeds per slope", summaries=(
         Summarize("claims_power_sgd", sweeps=(Sweep("claims_power_sgd"),)),
     ), blocks=lambda r: {"claims_power_sgd": claims.power_block(r)}, needs=("fair",)),
-    Section("dying_fair", "3. Dying units in narrow deep nets, on the validation protocol", summaries=(
+    Section("dying_fair", 3, "narrow nets: tuned, final, and a 10-seed replication", summaries=(
         Summarize("dying_tune", tune="lr", sweeps=(
             Sweep("dying_tune", (f"lr={DYING_GRID}",), split="depth"),
         )),
@@ -168,25 +192,25 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
             Sweep("dying_power", ("slope=0", "lr=0.01", "tuned=null")),
         )),
     ), blocks=lambda r: {"dying_fair": redo.dying_block(r)}),
-    Section("fashion_fair", "5. Fashion-MNIST, on the validation protocol", summaries=(
+    Section("fashion_fair", 5, "Fashion-MNIST: tuned and final", summaries=(
         *(Summarize(f"fashion_tune_{init}", tune="lr", sweeps=(
             Sweep("fashion_tune", (f"init={init}", f"lr={GRIDS['sgd', init]}")),
         )) for init in ("kaiming", "pytorch")),
         Summarize("fashion_final", sweeps=(Sweep("fashion_final", ("init=kaiming",)),
                                            Sweep("fashion_final", ("init=pytorch",)))),
     ), blocks=lambda r: {"fashion_fair": redo.fashion_block(r)}),
-    Section("claims_power_adam", "2. Adam at depth 30 with power, and the dead-unit control", summaries=(
+    Section("claims_power_adam", 2, "Adam, depth 30: 10 fresh seeds per slope; dead-unit control", summaries=(
         Summarize("claims_power_adam", sweeps=(
             Sweep("claims_power_adam", ("slope=0.2,0.5",)),
             Sweep("claims_power_adam", ("slope=0", "lr=0.001,0.002", "tuned=null")),
             Sweep("claims_power_adam", ("slope=0", "lr=0.001", "bias_shift=0.1", "tuned=null")),
         )),
     ), blocks=lambda r: {"claims_power_adam": claims.adam_power_block(r)}, needs=("fair",)),
-    Section("fixes_step0", "8. What fixes vanishing gradients, at step 0", summaries=(
+    Section("fixes_step0", 8, "each fix at step 0", summaries=(
         Summarize("fixes_step0", sweeps=(Sweep("fixes_step0"),)),
         Summarize("fixes_step0_gelu_width", sweeps=(Sweep("fixes_step0_gelu_width"),)),
     ), blocks=lambda r: {"fixes_step0": fixes.fixes_block(r)}),
-    Section("fixes_train", "8. What fixes vanishing gradients, trained", summaries=(
+    Section("fixes_train", 8, "each fix trained", summaries=(
         Summarize("fixes_tune", tune="lr", sweeps=(
             Sweep("fixes_tune", ("lr=0.005,0.01,0.02,0.05",), split="depth"),
             # where a cell's choice fell on an edge of 0.005-0.05 (or every lr stayed at chance),
@@ -256,11 +280,11 @@ def _kernel_tune_sweeps(depth: int) -> tuple[Sweep, ...]:
 
 
 SECTIONS |= {s.name: s for s in (
-    Section("kernel_tune", "9. Where the slope decides: the kernel (lr per arm and depth)", summaries=tuple(
+    Section("kernel_tune", 9, "lr per arm and depth", summaries=tuple(
         Summarize(f"kernel_tune_d{d}", tune="lr", sweeps=_kernel_tune_sweeps(d))
         for d in KERNEL_DEPTHS), blocks=lambda r: {"kernel_step0": kernel.step0_table(r)},
         figures={"kernel_step0.png": kernel.step0_figure}),
-    Section("kernel_final", "9. Where the slope decides: the kernel (5 seeds per arm)", summaries=(
+    Section("kernel_final", 9, "5 seeds per arm", summaries=(
         *(Summarize(f"kernel_final_d{d}", sweeps=_kernel_sweeps("kernel_final", d)) for d in KERNEL_DEPTHS),
         # added after the final runs, outside the declared family: ReLU's depth-100 lr as a confound
         Summarize("kernel_relu_lr_d100", sweeps=(Sweep("kernel_relu_lr"),)),
@@ -269,7 +293,7 @@ SECTIONS |= {s.name: s for s in (
         figures={"kernel_final.png": kernel.final_figure}),
     # slopes 0 and 0.2 of this curve are kernel_tune's and kernel_final's runs (same protocol and
     # seeds 100-102 among theirs): the analysis joins the committed summaries
-    Section("kernel_slopes", "9. Where the slope decides: the best slope against depth", summaries=(
+    Section("kernel_slopes", 9, "the best slope against depth", summaries=(
         *(Summarize(f"kernel_slopes_tune_d{d}", tune="lr", sweeps=(
             Sweep("kernel_slopes_tune", (f"depth={d}", f"lr={KERNEL_LRS}")),)) for d in SLOPE_DEPTHS),
         *(Summarize(f"kernel_slopes_final_d{d}", sweeps=(Sweep("kernel_slopes_final", (f"depth={d}",)),))
