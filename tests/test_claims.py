@@ -226,3 +226,15 @@ def test_endpoint_check_compares_each_epoch_and_the_best_validation_epoch():
     assert "| selu_lecun | 30 | 0.901 | 0.962 | 0.942 |" in means  # jitter 0-0.003: mean +0.0015
     # the failed run counts in the curves: (0.11 + 0.951 + 0.952 + 0.953) / 4 at epoch 3
     assert "| leaky_default | 30 | 0.112 | 0.112 | 0.741 |" in means
+    # without per-epoch losses the success rates are not checked; with them, the one rule per epoch
+    assert fixes.endpoint_learned_table(pd.DataFrame(rows), pd.DataFrame(epochs)) == ""
+    with_loss = pd.DataFrame(epochs).assign(val_loss=lambda e: [final_loss(a) for a in e["val_acc"]])
+    rates = fixes.endpoint_learned_table(pd.DataFrame(rows), with_loss, last=2)
+    assert "| fix | depth | epoch 2 | epoch 3 | best val |" in rates
+    assert (
+        "| leaky_default | 30 | 0/4 | 3/4 | 3/4 |" in rates and "| leaky_he | 30 | 4/4 | 4/4 | 4/4 |" in rates
+    )
+    with_loss.loc[with_loss["val_acc"] > 0.9, "val_loss"] = 2.5  # accurate but above chance loss
+    assert "| leaky_he | 30 | 0/4 | 0/4 | 0/4 |" in fixes.endpoint_learned_table(
+        pd.DataFrame(rows), with_loss, last=2
+    )

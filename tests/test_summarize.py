@@ -44,6 +44,7 @@ def test_table_numbers_and_seed_aggregation(tmp_path):
     epochs = pd.read_csv(s.out_dir / "epochs.csv")
     last = epochs.loc[epochs.groupby("run")["epoch"].idxmax()].set_index("run")
     assert last["test_acc"].tolist() == pytest.approx(s.runs["test_acc"].tolist())
+    assert {"val_loss", "test_loss"} <= set(epochs.columns)  # the learned rule at any epoch needs them
 
 
 def test_different_fixed_settings_are_never_averaged(tmp_path):

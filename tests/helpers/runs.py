@@ -33,7 +33,7 @@ def make_run(
     }  # fmt: skip
     if val is not None:
         run["final"].update(val_acc=val, val_loss=val_loss)
-        run["history"][-1]["val_acc"] = val
+        run["history"][-1].update(val_acc=val, val_loss=val_loss)
     if status == "failed":
         run["error"] = "RuntimeError: boom"
     (job / "run.json").write_text(json.dumps(run))

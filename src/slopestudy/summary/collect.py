@@ -4,7 +4,7 @@
           (decay fits, gradient ratio, dead fractions, plateau gains);
 - layers: one row per run, quantity and layer (signal_norm_step0, grad_norm_step0, and for
           PReLU nets prelu_slope at the end), long, so a figure picks what it draws;
-- epochs: one row per run and evaluation (epoch 0 = before training), val and test accuracy.
+- epochs: one row per run and evaluation (epoch 0 = before training), val and test accuracy and loss.
 `run` in layers and epochs is the row's index in runs.
 """
 
@@ -37,6 +37,11 @@ class Collected:
     hparams: list[dict] = field(default_factory=list)  # each run's HParams record, for TensorBoard
 
 
+# epochs.csv: one row per run and evaluation; the losses let a later reader apply the learned rule
+# (stats.learned) at any epoch. Summaries written before they were kept have only the accuracies.
+EPOCH_COLUMNS = ("run", "epoch", "step", "val_acc", "test_acc", "val_loss", "test_loss")
+
+
 def collect(sweep_dirs: list[Path]) -> Collected:
     """Every job folder below `sweep_dirs`, its run.json read once."""
     rows, layers, epochs, hparams = [], [], [], []
@@ -46,8 +51,10 @@ def collect(sweep_dirs: list[Path]) -> Collected:
             i = len(rows)
             rows.append(run_row(run, job, sweep))
             layers += layer_rows(run or {}, i)
-            epochs += [{"run": i, "epoch": h.get("epoch"), "step": h.get("step"), "val_acc": h.get("val_acc"),
-                        "test_acc": h.get("test_acc")} for h in (run or {}).get("history") or []]  # fmt: skip
+            epochs += [
+                {"run": i, **{k: h.get(k) for k in EPOCH_COLUMNS[1:]}}
+                for h in (run or {}).get("history") or []
+            ]
             if run and "hparams" in run:
                 hparams.append(run["hparams"])
     runs = pd.DataFrame(rows)
@@ -55,8 +62,8 @@ def collect(sweep_dirs: list[Path]) -> Collected:
         if col in runs:
             runs[col] = pd.to_numeric(runs[col])
     long = pd.DataFrame(layers, columns=["run", "quantity", "layer", "value"])
-    steps = pd.DataFrame(epochs, columns=["run", "epoch", "step", "val_acc", "test_acc"])
-    return Collected(runs, long, steps.astype({"val_acc": float, "test_acc": float}), hparams)
+    steps = pd.DataFrame(epochs, columns=list(EPOCH_COLUMNS))
+    return Collected(runs, long, steps.astype({k: float for k in EPOCH_COLUMNS[3:]}), hparams)
 
 
 # what a committed summary keeps of each run (write_tables): enough to summarize it again

@@ -218,6 +218,27 @@ def endpoint_table(final: pd.DataFrame, epochs: pd.DataFrame) -> str:
     return md_table(["fix", "depth", *wide.columns], rows)
 
 
+def endpoint_learned_table(final: pd.DataFrame, epochs: pd.DataFrame, last: int = 3) -> str:
+    """The success rates at other endpoints: per fix, k/n runs learned (the one rule, on that
+    epoch's validation accuracy and loss) after each of the `last` epochs and at each run's
+    best-validation epoch (early stopping's pick). A run that diverged before an epoch did not
+    learn at it. Empty when the summary's epochs.csv has no validation losses."""
+    if "val_loss" not in epochs or epochs["val_loss"].isna().all():
+        return ""
+    runs = with_fix(done(final))
+    ep = epochs[epochs["epoch"] > 0].merge(runs[["depth", "fix"]], left_on="run", right_index=True)
+    ep = ep.assign(learned=stats.learned(ep["val_acc"], [False] * len(ep), ep["val_loss"]))
+    n_epochs = int(ep["epoch"].max())
+    points = {f"epoch {e}": ep[ep["epoch"] == e] for e in range(n_epochs - last + 1, n_epochs + 1)}
+    points["best val"] = ep.loc[ep.groupby("run")["val_acc"].idxmax()]
+    n = runs.groupby(["fix", "depth"]).size()
+    rows = []
+    for (fix, depth), total in n.items():
+        counts = [int(p[(p["fix"] == fix) & (p["depth"] == depth)]["learned"].sum()) for p in points.values()]
+        rows.append([fix, str(depth), *(f"{k}/{total}" for k in counts)])
+    return md_table(["fix", "depth", *points], rows)
+
+
 def epoch_means_table(final: pd.DataFrame, epochs: pd.DataFrame) -> str:
     """Mean validation accuracy after each epoch, per fix (every run, failed ones too): the curves
     behind the endpoint check, as numbers."""
@@ -245,16 +266,24 @@ def cost_table(bench: pd.DataFrame) -> str:
 
 
 def endpoint_section(results: Path, parts: dict[int, pd.DataFrame | None]) -> list[str]:
-    """The endpoint check for every depth whose summary has epochs.csv (summaries keep it since e941cf9)."""
+    """The endpoint check (differences and success rates) for every depth whose summary has
+    epochs.csv (summaries keep it since e941cf9, with the losses since the learned rule's check)."""
     tables = []
     for d, part in parts.items():
         path = results / f"fixes_final_d{d}" / "epochs.csv"
-        if part is not None and path.exists():
-            epochs = pd.read_csv(path)
-            tables += [f"Depth {d}, test accuracy − {REFERENCE} (Holm p):", "",
-                       endpoint_table(part, epochs), "",
-                       f"Depth {d}, mean validation accuracy after each epoch:", "",
-                       epoch_means_table(part, epochs), ""]  # fmt: skip
+        if part is None:
+            continue
+        if not path.exists():
+            tables += [f"Depth {d}: no per-epoch records in its summary (written before they were kept).", ""]
+            continue
+        epochs = pd.read_csv(path)
+        rates = endpoint_learned_table(part, epochs)
+        tables += [f"Depth {d}, test accuracy − {REFERENCE} (Holm p):", "",
+                   endpoint_table(part, epochs), "",
+                   f"Depth {d}, runs that learned (k/n) at each endpoint:", "",
+                   rates or "(its epochs.csv has no per-epoch validation loss: not checked)", "",
+                   f"Depth {d}, mean validation accuracy after each epoch:", "",
+                   epoch_means_table(part, epochs), ""]  # fmt: skip
     if not tables:
         return []
     return ["Is the declared endpoint fragile? The same comparison (test accuracy − "
