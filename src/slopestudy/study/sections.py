@@ -226,6 +226,8 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
             # GELU + He at 50, on steep curves) widened by two more steps, down to 2e-4
             Sweep("fixes_tune", ("+fix=leaky_layernorm,selu_lecun", "depth=30", "lr=0.0002,0.0005")),
             Sweep("fixes_tune", ("+fix=leaky_layernorm,selu_lecun,gelu_he", "depth=50", "lr=0.0002,0.0005")),
+            # LayerNorm at depth 50 then chose 0.0002, the new edge: two more steps below
+            Sweep("fixes_tune", ("+fix=leaky_layernorm", "depth=50", "lr=0.00005,0.0001")),
         )),
         # one summary per depth, cheapest first, each committed when done; 5 runs a part
         *(Summarize(f"fixes_final_d{d}", sweeps=(Sweep("fixes_final", (f"depth={d}",), split="fix"),))
