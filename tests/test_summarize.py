@@ -232,8 +232,8 @@ def test_val_curves_never_average_runs_of_different_learning_rates(tmp_path):
     means = {ax.get_title(): [ln.get_ydata().tolist() for ln in ax.get_lines() if ln.get_label() == "a=0"]
              for ax in val_curves(s).axes if ax.get_visible()}  # fmt: skip
     assert means == {
-        "depth 4, lr=0.01": [pytest.approx([0.2, 0.4])],
-        "depth 4, lr=0.1": [pytest.approx([0.8, 0.9])],
+        "depth 4, lr 0.01": [pytest.approx([0.2, 0.4])],
+        "depth 4, lr 0.1": [pytest.approx([0.8, 0.9])],
     }
 
 

@@ -26,8 +26,11 @@ PAGE = "README.md"  # results/README.md: the published page
 # what only the sweep folders hold, and `study run` (through summarize) draws them from there.
 FROM_TABLES = ("decay_heatmap", "decay_vs_slope", "test_acc_vs_depth", "dead_frac_vs_depth", "phase_diagram",
                "prelu_slopes")  # fmt: skip
+# ... and where the summary keeps epochs.csv (collect.KEPT_TABLES), the ones drawn from it too
+FROM_EPOCHS = ("val_curves",)
 NEED_SWEEP = {"signal_norm_step0": "each run's per-layer step-0 norms (run.json)",
-              "val_curves": "each run's validation accuracy per epoch (run.json)"}  # fmt: skip
+              "val_curves": "each run's validation accuracy per epoch (run.json, or epochs.csv where "
+                            "the summary keeps it)"}  # fmt: skip
 
 
 def rendered(results: Path, section: Section) -> dict[str, str]:
@@ -133,22 +136,32 @@ def draw_section_figures(results: Path, section: Section) -> list[Path]:
 
 
 def redraw(folder: Path) -> list[Path]:
-    """Redraw a committed summary's FROM_TABLES figures from its CSVs (about 10 s per summary:
-    hence `report --figures`, not the default)."""
+    """Redraw a committed summary's FROM_TABLES figures from its CSVs, and its FROM_EPOCHS ones
+    where it has epochs.csv (about 10 s per summary: hence `report --figures`, not the default);
+    the PNGs written. A committed PNG of a figure that no longer applies (figures.not_applicable:
+    e.g. accuracy figures of step-0 probes), or that the CSVs it is drawn from no longer give
+    (e.g. decay_vs_slope of one slope per init), is deleted, not left stale."""
     if (runs := committed(folder.parent, folder.name)) is None:
         return []
     if "val_acc" not in runs:  # a summary from before the validation split
         runs["val_acc"] = float("nan")
+    epochs = committed(folder.parent, folder.name, "epochs.csv")
+    redrawable = set(FROM_TABLES) | (set(FROM_EPOCHS) if epochs is not None else set())
     drawn = []
     with tempfile.TemporaryDirectory() as tmp:
-        s = make_summary(runs, Path(tmp))
+        s = make_summary(runs, Path(tmp), epochs=epochs)
         if (prelu := committed(folder.parent, folder.name, "prelu_slopes.csv")) is not None:
             s.prelu = prelu  # per layer: not in runs.csv
+        gone = figs.not_applicable(s)
         with warnings.catch_warnings():  # the figures drawn without their data and dropped say so
             warnings.filterwarnings("ignore", "No artists with labels", UserWarning)
-            paths = figs.draw_all(s)
+            paths = figs.draw_all(s, skip=tuple(set(figs.FIGURES) - redrawable))
         for path in paths:
-            if path.stem in FROM_TABLES:
-                shutil.copyfile(path, folder / path.name)
-                drawn.append(folder / path.name)
+            shutil.copyfile(path, folder / path.name)
+            drawn.append(folder / path.name)
+    stale = set(gone) | (redrawable - {p.stem for p in paths})
+    for name in sorted(stale):
+        if (old := folder / f"{name}.png").exists():
+            old.unlink()
+            print(f"removed {old}: " + gone.get(name, "its CSVs no longer give this figure"), file=sys.stderr)
     return drawn

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from slopestudy.config import Init, StudyConfig  # noqa: E402
@@ -22,7 +23,33 @@ from slopestudy.science.profiles import theory_decay_per_layer  # noqa: E402
 from slopestudy.summary.cells import Summary, learned, variants  # noqa: E402
 from slopestudy.summary.collect import done  # noqa: E402
 from slopestudy.summary.phase_figure import phase_diagram  # noqa: E402
-from slopestudy.summary.plotgrid import CHANCE, finish, grid, panel_title, rows_by_variant, slope_colors  # noqa: E402
+from slopestudy.summary.plotgrid import (  # noqa: E402
+    CHANCE,
+    figure_label,
+    finish,
+    grid,
+    has_slope,
+    panel_title,
+    rows_by_variant,
+    slope_colors,
+    slope_label,
+)
+
+
+def _variants(df, keys: list[str]) -> list[tuple[dict, object]]:
+    """cells.variants' panels (the same rows, the same order), each named by its fixed keys as a
+    dict for figure_label rather than by cells.variants' k=v label (which names the CSV files)."""
+    others = [k for k in keys if k not in ("slope", "depth")]
+    return [({k: part[k].iloc[0] for k in others}, part) for _, part in variants(df, keys)]
+
+
+def _act(summary: Summary, part):
+    """The activation of a panel's rows (or of the whole sweep, where it is not a cell key);
+    None where it is not one."""
+    for frame in (part, summary.runs):
+        if "act" in frame and frame["act"].nunique(dropna=False) == 1:
+            return frame["act"].iloc[0]
+    return None
 
 
 def _layer_values(summary: Summary, quantity: str, runs) -> np.ndarray:
@@ -39,14 +66,15 @@ def signal_norm_step0(summary: Summary) -> plt.Figure:
     """log10 ||dL/dz_l|| at step 0 per layer; a row of depths per variant, one y axis for all
     (a flat profile looks flat beside one that falls by decades); dashed: theory."""
     runs = done(summary.runs)
-    panels, ncols = rows_by_variant(variants(runs, summary.keys), sorted(runs["depth"].unique()))
+    panels, ncols = rows_by_variant(_variants(runs, summary.keys), sorted(runs["depth"].unique()))
     colors = slope_colors(runs["slope"].unique())
     fig, axes = grid(len(panels), 3.2, 2.8, ncols)
     for ax, panel in zip(axes, panels, strict=True):
         if panel is None or panel[1].empty:  # padding, or no run at this depth in this variant
             ax.set_visible(False)
             continue
-        label, part, depth = panel
+        cell, part, depth = panel
+        act = _act(summary, part)
         for slope, group in part.groupby("slope"):
             norms = _layer_values(summary, "signal_norm_step0", group)
             if norms.size == 0:
@@ -54,14 +82,14 @@ def signal_norm_step0(summary: Summary) -> plt.Figure:
             with np.errstate(divide="ignore"):
                 logs = np.log10(norms).mean(axis=0)  # geometric mean over seeds
             layers = np.arange(len(logs))
-            ax.plot(layers, logs, "o-", ms=3, color=colors[slope], label=f"a={slope:g}")
+            ax.plot(layers, logs, "o-", ms=3, color=colors[slope], label=slope_label(slope, act))
             if depth >= 3 and np.isfinite(logs[depth - 2]):  # theory through the last hidden layer
                 hidden = layers[:-1]
                 theory = group["decay_theory"].iloc[0]
                 ax.plot(
                     hidden, logs[depth - 2] - theory * (depth - 2 - hidden), "--", color=colors[slope], lw=1
                 )
-        panel_title(ax, f"depth {depth}, {label}")
+        panel_title(ax, figure_label({"depth": depth, **cell}))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("layer (0 = input side)", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -74,31 +102,33 @@ def signal_norm_step0(summary: Summary) -> plt.Figure:
 def decay_heatmap(summary: Summary) -> plt.Figure:
     """Measured [theory] step-0 decay per layer over depth x slope, one colour scale for all."""
     agg = summary.agg
-    panels = variants(agg, summary.keys)
     tables = []
-    for label, part in panels:
+    for cell, part in _variants(agg, summary.keys):
         m, th = (part.pivot_table(index="depth", columns="slope", values=v, dropna=False)
                  for v in ("decay_step0_mean", "decay_theory_mean"))  # fmt: skip
-        tables.append((label, m, th))
-    values = np.concatenate([m.to_numpy().ravel() for _, m, _ in tables])
+        tables.append((cell, m, th, has_slope(_act(summary, part))))
+    values = np.concatenate([m.to_numpy().ravel() for _, m, _, _ in tables])
     if not np.isfinite(values).any():  # depth < 3 everywhere: no hidden-layer fit
         fig, ax = plt.subplots(figsize=(4.2, 1.2))
         ax.set_axis_off()
         ax.set_title("no depth >= 3 to fit a decay", fontsize=9)
         return fig
     vmin, vmax = min(0.0, np.nanmin(values)), max(0.4, np.nanmax(values))  # 0.389: the worst theory
-    fig, axes = grid(len(tables), 4.0, 3.4, sharey=False)
-    for ax, (label, m, th) in zip(axes, tables, strict=True):
+    # room for each cell's "measured\n[th theory]" text: a panel widens with its slopes, grows with its depths
+    cols, rows = max(len(m.columns) for _, m, _, _ in tables), max(len(m.index) for _, m, _, _ in tables)
+    fig, axes = grid(len(tables), max(4.0, 1.0 + 0.65 * cols), max(3.4, 1.2 + 0.4 * rows), sharey=False)
+    for ax, (cell, m, th, sloped) in zip(axes, tables, strict=True):
         im = ax.imshow(m.values, cmap="magma_r", aspect="auto", vmin=vmin, vmax=vmax)
-        ax.set_xticks(range(len(m.columns)), [f"{s:g}" for s in m.columns])
+        # an activation without a slope carries the config's default one: no slope to show
+        ax.set_xticks(range(len(m.columns)), [f"{s:g}" if sloped else "" for s in m.columns])
         ax.set_yticks(range(len(m.index)), m.index)
         for (i, j), v in np.ndenumerate(m.values):
             if np.isfinite(v):
                 ax.text(j, i, f"{v:.3f}\n[th {th.values[i, j]:.3f}]", ha="center", va="center", fontsize=7,
                         color="white" if v > vmax / 2 else "black")  # fmt: skip
-        ax.set_xlabel("negative_slope")
+        ax.set_xlabel("negative slope a" if sloped else "(no slope)")
         ax.set_ylabel("depth")
-        panel_title(ax, label, 9)
+        panel_title(ax, figure_label(cell), 9)
     fig.colorbar(im, ax=axes, label="decay/layer (log10)")
     fig.suptitle("Signal decay per layer at step 0, measured [theory]", fontsize=10)
     return fig
@@ -106,7 +136,9 @@ def decay_heatmap(summary: Summary) -> plt.Figure:
 
 def decay_vs_slope(summary: Summary) -> plt.Figure | None:
     """Measured step-0 decay per layer against the slope (one marker per depth >= 5), with the
-    mean-field curve -1/2 log10(sigma^2 (1+a^2)/2) per init: the study's headline comparison."""
+    mean-field curve -1/2 log10(sigma^2 (1+a^2)/2) per init (and per sigma^2, where an init=scaled
+    sweep varies it): the study's headline comparison. None where no init has 2 slopes to compare
+    (an init with one slope has no curve to compare against: it is left out)."""
     runs = done(summary.runs)[lambda d: d["depth"] >= 5]
     runs = runs[np.isfinite(runs["decay_step0"])]
     # the closed-form curve is LeakyReLU's in a plain stack: other activations, norms and skips
@@ -115,24 +147,38 @@ def decay_vs_slope(summary: Summary) -> plt.Figure | None:
     for key, plain in (("act", ("leaky_relu", "prelu")), ("norm", ("none",)), ("residual", (False,))):
         if key in runs:
             runs = runs[runs[key].fillna(plain[0]).isin(plain)]
-    if runs.empty:
-        return None  # no plain LeakyReLU net of depth >= 5: nothing to compare
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
-    grid = np.linspace(0, max(1.0, runs["slope"].max()), 200)
-    for color, (init, part) in zip(plt.get_cmap("tab10").colors, runs.groupby("init"), strict=False):
+    # one theory curve per init and sigma^2: runs at different init_gain (init=scaled) have different curves
+    by = ["init"] + (["init_gain"] if "init_gain" in runs and runs["init_gain"].nunique() > 1 else [])
+    groups = [(dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)), part)
+              for key, part in runs.groupby(by)] if not runs.empty else []  # fmt: skip
+    groups = [(cell, part) for cell, part in groups if part["slope"].nunique() >= 2]
+    if not groups:
+        return None  # no plain LeakyReLU net of depth >= 5 at 2 slopes or more: nothing to compare
+    runs = pd.concat([part for _, part in groups])
+    fig, ax = plt.subplots(figsize=(6.4 if len(groups) <= 4 else 8.4, 4.2), layout="constrained")
+    grid_ = np.linspace(0, max(1.0, runs["slope"].max()), 200)
+    cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "viridis")
+    colors = cmap.colors if len(groups) <= 10 else [cmap(i / (len(groups) - 1)) for i in range(len(groups))]
+    for color, (cell, part) in zip(colors, groups, strict=False):
         means = part.groupby("slope")["decay_step0"].agg(["mean", "std"])
         ax.errorbar(means.index, means["mean"], yerr=means["std"].fillna(0), fmt="o", color=color, capsize=3,
-                    label=f"{init}: measured (depth >= 5, all seeds)")  # fmt: skip
+                    label=figure_label(cell))  # fmt: skip
         width = int(part["width"].iloc[0])
-        theory = [theory_decay_per_layer(StudyConfig(init=Init(init), slope=a, width=width)) for a in grid]
-        ax.plot(grid, theory, "--", color=color,
-                label=f"{init}: theory")  # fmt: skip
-    ax.set_xlabel("negative_slope a")
+        # init=scaled's sigma^2 is the runs' own (one per group), not the config's default
+        gain = part["init_gain"].iloc[0] if "init_gain" in part else None
+        gain = {"init_gain": float(gain)} if pd.notna(gain) else {}  # a runs.csv from before the key: 2
+        theory = [theory_decay_per_layer(StudyConfig(init=Init(cell["init"]), slope=a, width=width, **gain))
+                  for a in grid_]  # fmt: skip
+        ax.plot(grid_, theory, "--", color=color)
+    ax.set_xlabel("negative slope a")
     ax.set_ylabel("signal decay per layer at step 0 (log10)")
     ax.set_title("Each layer shrinks ||dL/dz|| by 10^decay toward the input", fontsize=10)
     ax.axhline(0, color="k", lw=0.5)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    # many curves (a sweep over sigma^2): the legend beside the axes, not over the points
+    outside = {"loc": "upper left", "bbox_to_anchor": (1.01, 1)} if len(groups) > 4 else {}
+    ax.legend(fontsize=7, title="dots: measured (depth >= 5, all seeds)\ndashed: theory", title_fontsize=7,
+              **outside)  # fmt: skip
     return fig
 
 
@@ -156,7 +202,7 @@ def prelu_slopes(summary: Summary) -> plt.Figure | None:
             ax.errorbar(g["layer"], g["learned_slope"], yerr=[low, high], marker="o", ms=3, capsize=2,
                         color=cmap(i / max(1, len(depths) - 1)), label=f"depth {depth}")  # fmt: skip
         cell = cell if isinstance(cell, tuple) else (cell,)
-        panel_title(ax, ", ".join(f"{k}={v}" for k, v in zip(keys, cell, strict=True)))
+        panel_title(ax, figure_label({"act": "prelu", **dict(zip(keys, cell, strict=True))}))
         ax.set_xlabel("hidden layer (0 = input side)")
         ax.axhline(0, color="k", lw=0.5)
         ax.grid(alpha=0.3)
@@ -168,20 +214,22 @@ def prelu_slopes(summary: Summary) -> plt.Figure | None:
 def _metric_vs_depth(summary: Summary, metric: str, ylabel: str, title: str, extra=None) -> plt.Figure:
     """mean ± std of a metric against depth, a line per slope, a panel per variant."""
     agg = summary.agg
-    panels = variants(agg, summary.keys)
+    panels = _variants(agg, summary.keys)
     colors = slope_colors(agg["slope"].unique())
     fig, axes = grid(len(panels), 4.2, 3.4)
-    for ax, (label, part) in zip(axes, panels, strict=True):
+    for ax, (cell, part) in zip(axes, panels, strict=True):
+        act = _act(summary, part)
         for slope, g in part.sort_values("depth").groupby("slope"):
             ax.errorbar(g["depth"], g[f"{metric}_mean"], yerr=g[f"{metric}_std"].fillna(0), marker="o",
-                        capsize=3, color=colors[slope], label=f"a={slope:g}")  # fmt: skip
+                        capsize=3, color=colors[slope], label=slope_label(slope, act))  # fmt: skip
             if extra:
                 extra(ax, g, colors[slope])
         if metric.endswith("_acc"):  # accuracies from 0 to 1, chance marked: nets that failed show
             ax.axhline(CHANCE, color="grey", ls=":", lw=1)
             ax.set_ylim(0, 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # depths, not 29.5
         ax.set_xlabel("depth (Linear layers)")
-        panel_title(ax, label, 9)
+        panel_title(ax, figure_label(cell), 9)
         ax.grid(alpha=0.3)
     return finish(fig, axes, ylabel, title, {"title": "slope", "title_fontsize": 7})
 
@@ -197,9 +245,10 @@ def accuracy_vs_depth(summary: Summary) -> plt.Figure | None:
     colors = slope_colors(runs["slope"].unique())
     depths = np.sort(runs["depth"].unique())
     step = np.diff(depths).min() if len(depths) > 1 else 4.0  # one depth: room for the slopes side by side
-    panels = variants(runs, summary.keys)
+    panels = _variants(runs, summary.keys)
     fig, axes = grid(len(panels), 4.2, 3.4)
-    for ax, (label, part) in zip(axes, panels, strict=True):
+    for ax, (cell, part) in zip(axes, panels, strict=True):
+        act = _act(summary, part)
         slopes = sorted(part["slope"].unique())
         for j, (slope, g) in enumerate(part.groupby("slope")):
             shift = (j - (len(slopes) - 1) / 2) * 0.12 * step  # side by side, not on top of each other
@@ -208,7 +257,7 @@ def accuracy_vs_depth(summary: Summary) -> plt.Figure | None:
                                            k=("learned", "sum"), n=("learned", "size"))  # fmt: skip
             full = cells[cells["k"] == cells["n"]]
             ax.errorbar(full.index + shift, full["mean"], yerr=full["sd"].fillna(0), marker="o", ms=4,
-                        capsize=3, color=colors[slope], label=f"a={slope:g}")  # fmt: skip
+                        capsize=3, color=colors[slope], label=slope_label(slope, act))  # fmt: skip
             for depth, c in cells[cells["k"] < cells["n"]].iterrows():
                 ax.annotate(f"{int(c['k'])}/{int(c['n'])}", (depth + shift, 0.02 + 0.055 * j), fontsize=7,
                             ha="center",  # a row per slope: close depths' labels do not overlap
@@ -218,14 +267,14 @@ def accuracy_vs_depth(summary: Summary) -> plt.Figure | None:
         ax.set_xticks(depths)
         ax.set_xlim(depths[0] - step / 2, depths[-1] + step / 2)
         ax.set_xlabel("depth (Linear layers)")
-        panel_title(ax, label, 9)
+        panel_title(ax, figure_label(cell), 9)
         ax.grid(alpha=0.3)
     title = ("Test accuracy at the end (dots: runs; line: mean ± std where every run learned; "
              "k/n: runs that learned where some did not; dotted: chance)")  # fmt: skip
     return finish(fig, axes, "test accuracy", title, {"title": "slope", "title_fontsize": 7})
 
 
-MAX_CURVE_PANELS = 48
+MAX_PANELS = 48  # a figure of more panels is a page-long strip nobody reads: not drawn
 
 
 def val_curves(summary: Summary) -> plt.Figure | None:
@@ -248,9 +297,9 @@ def val_curves(summary: Summary) -> plt.Figure | None:
     cell = [k for k in summary.keys if k != "lr"] or ["slope"]
     mixed = "lr" in runs and runs.groupby(cell)["lr"].nunique().max() > 1
     keys = [k for k in summary.keys if k not in ("slope", "depth") and (k != "lr" or mixed)]
-    panels, ncols = rows_by_variant(variants(runs, keys), sorted(runs["depth"].unique()))
-    if len(panels) > MAX_CURVE_PANELS:  # a tuning sweep of many variants: a page-long strip nobody reads
-        print(f"val_curves: {len(panels)} panels, more than {MAX_CURVE_PANELS}: not drawn "
+    panels, ncols = rows_by_variant(_variants(runs, keys), sorted(runs["depth"].unique()))
+    if len(panels) > MAX_PANELS:  # a tuning sweep of many variants: a page-long strip nobody reads
+        print(f"val_curves: {len(panels)} panels, more than {MAX_PANELS}: not drawn "
               "(TensorBoard's val/accuracy shows every run)")  # fmt: skip
         return None
     colors = slope_colors(runs["slope"].unique())
@@ -259,7 +308,8 @@ def val_curves(summary: Summary) -> plt.Figure | None:
         if panel is None or panel[1].empty:
             ax.set_visible(False)
             continue
-        label, part, depth = panel
+        cell, part, depth = panel
+        act = _act(summary, part)
         for slope, group in part.groupby("slope"):
             accs = [curves[i] for i in group.index]
             arr = np.full((len(accs), max(map(len, accs))), np.nan)  # seeds may differ in length
@@ -267,10 +317,11 @@ def val_curves(summary: Summary) -> plt.Figure | None:
                 row[: len(a)] = a
             x = np.arange(1, arr.shape[1] + 1)
             ax.plot(x, arr.T, "-", lw=0.7, alpha=0.35, color=colors[slope])
-            ax.plot(x, np.nanmean(arr, axis=0), "o-", ms=3, color=colors[slope], label=f"a={slope:g}")
+            ax.plot(x, np.nanmean(arr, axis=0), "o-", ms=3, color=colors[slope],
+                    label=slope_label(slope, act))  # fmt: skip
         ax.axhline(CHANCE, color="grey", ls=":", lw=1)
         ax.set_ylim(0, 1)
-        panel_title(ax, f"depth {depth}" + (f", {label}" if label != "all runs" else ""))
+        panel_title(ax, figure_label({"depth": depth, **cell}))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -279,38 +330,76 @@ def val_curves(summary: Summary) -> plt.Figure | None:
                    "has it plateaued?")  # fmt: skip
 
 
-# figures drawn from per-layer norms, which a committed summary does not keep (collect.kept)
-PER_LAYER_NORMS = ("signal_norm_step0",)
+def dead_frac_vs_depth(summary: Summary) -> plt.Figure:
+    """Dead-unit fraction against depth: at the end (solid) and at init (dotted) where the runs
+    trained, at init alone where they did not (step-0 probes)."""
 
-
-def draw_all(summary: Summary, skip: tuple[str, ...] = ()) -> list[Path]:
     def dead_at_init(ax, g, color):
         ax.plot(g["depth"], g["dead_frac_step0_mean"], ":", color=color)
 
     has_end = summary.agg["dead_frac_end_mean"].notna().any()
-    figs = {
-        "signal_norm_step0": None if "signal_norm_step0" in skip else signal_norm_step0(summary),
-        "decay_heatmap": decay_heatmap(summary),
-        "decay_vs_slope": decay_vs_slope(summary),
-        "test_acc_vs_depth": accuracy_vs_depth(summary),
-        "val_curves": val_curves(summary),
-        "prelu_slopes": prelu_slopes(summary),
-        "phase_diagram": phase_diagram(summary),
-        "dead_frac_vs_depth": _metric_vs_depth(
-            summary,
-            "dead_frac_end" if has_end else "dead_frac_step0",
-            "dead-unit fraction",
-            "Dead (or negative-region) units on the probe batch: end"
-            + (" (solid), init (dotted)" if has_end else ""),
-            extra=dead_at_init if has_end else None,
-        ),
-    }
-    paths = []
-    for name, fig in figs.items():
+    title = "Dead (or negative-region) units on the probe batch" + (
+        ": end (solid), init (dotted)" if has_end else " at init"
+    )
+    return _metric_vs_depth(summary, "dead_frac_end" if has_end else "dead_frac_step0", "dead-unit fraction",
+                            title, extra=dead_at_init if has_end else None)  # fmt: skip
+
+
+# every summary figure, by the name of its PNG
+FIGURES = {
+    "signal_norm_step0": signal_norm_step0,
+    "decay_heatmap": decay_heatmap,
+    "decay_vs_slope": decay_vs_slope,
+    "test_acc_vs_depth": accuracy_vs_depth,
+    "val_curves": val_curves,
+    "prelu_slopes": prelu_slopes,
+    "phase_diagram": phase_diagram,
+    "dead_frac_vs_depth": dead_frac_vs_depth,
+}
+# figures drawn from per-layer norms, which a committed summary does not keep (collect.kept)
+PER_LAYER_NORMS = ("signal_norm_step0",)
+# figures of what training did: nothing to show where there was none, or where nothing learned
+TRAINED = ("test_acc_vs_depth", "val_curves")
+
+
+def not_applicable(summary: Summary) -> dict[str, str]:
+    """The figures a summary's runs (runs.csv alone) rule out, each with why: the one gate, both
+    where a sweep is summarized (draw_all) and where a committed summary is redrawn
+    (publish.redraw, which deletes their stale PNGs)."""
+    runs = done(summary.runs)
+    why = ""
+    if "epochs" in runs and not runs.empty and (runs["epochs"] == 0).all():
+        why = "every run trained 0 epochs (step-0 probes)"
+    elif "test_acc" in runs and not runs.empty and not learned(runs).any():
+        why = "no run learned (every run at chance, diverged or its loss blew up)"
+    return dict.fromkeys(TRAINED, why) if why else {}
+
+
+def applicable(summary: Summary) -> set[str]:
+    """The names of FIGURES the gate (not_applicable) leaves for this summary."""
+    return set(FIGURES) - set(not_applicable(summary))
+
+
+def panel_count(fig: plt.Figure) -> int:
+    """A figure's drawn panels: its visible grid axes (a colour bar is not a panel)."""
+    return sum(1 for ax in fig.axes if ax.get_visible() and ax.get_subplotspec() is not None)
+
+
+def draw_all(summary: Summary, skip: tuple[str, ...] = ()) -> list[Path]:
+    """Every figure the gate allows (less `skip`) into summary.out_dir; the PNGs written. The PNG
+    of a figure the gate rules out is removed from it (an earlier summary's, now stale)."""
+    for name, why in not_applicable(summary).items():
+        print(f"{name}: not drawn: {why}")
+        (summary.out_dir / f"{name}.png").unlink(missing_ok=True)
+    paths, drawn = [], applicable(summary) - set(skip)
+    for name in FIGURES:
+        if name not in drawn:
+            continue
+        fig = FIGURES[name](summary)
         if fig is None:
             continue
-        if len(fig.axes) > MAX_CURVE_PANELS:  # one panel per cell of a many-variant tuning sweep
-            print(f"{name}: {len(fig.axes)} panels, more than {MAX_CURVE_PANELS}: not drawn "
+        if (n := panel_count(fig)) > MAX_PANELS:  # one panel per cell of a many-variant tuning sweep
+            print(f"{name}: {n} panels, more than {MAX_PANELS}: not drawn "
                   "(the summary's CSVs and TensorBoard hold the same numbers)")  # fmt: skip
             plt.close(fig)
             continue

@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
+from slopestudy.config import SLOPED_ACTS  # noqa: E402
+
 MAX_COLS = 4  # panels per row: a wider strip is unreadable once it is shrunk to a page
 CHANCE = 0.1  # accuracy of a 10-class guess (MNIST, Fashion-MNIST)
 
@@ -67,3 +69,83 @@ def slope_colors(slopes):
 def panel_title(ax, text: str, fontsize: int = 8) -> None:
     """A panel's title, wrapped so that long cell labels do not run into the next panel."""
     ax.set_title(textwrap.fill(text, width=48), fontsize=fontsize)
+
+
+# --- a cell in words ---------------------------------------------------------------------------
+# what a figure says for a config value ("" = nothing: the plain default of a key that varies)
+_WORDS = {
+    "init": {"kaiming": "He init", "pytorch": "default init", "xavier": "Xavier init", "lecun": "LeCun init",
+             "scaled": "σ²-scaled init"},
+    "act": {"leaky_relu": "LeakyReLU", "prelu": "PReLU", "gelu": "GELU", "selu": "SELU", "tanh": "tanh",
+            "elu": "ELU", "silu": "SiLU"},
+    "norm": {"none": "", "layer": "LayerNorm", "batch": "BatchNorm"},
+    "slope_rule": {"fixed": "", "tat": "TAT slope"},
+    "prelu_params": {"layer": "one slope per layer", "unit": "one slope per unit"},
+    "optimizer": {"sgd": "SGD", "adam": "Adam"},
+    "data.name": {"mnist": "MNIST", "fashion": "Fashion-MNIST"},
+}  # fmt: skip
+_NUMBERS = {"depth": "depth {}", "width": "width {}", "lr": "lr {}", "init_gain": "σ²={}",
+            "momentum": "momentum {}", "bias_shift": "bias shift {}", "epochs": "{} epochs",
+            "batch_size": "batch {}"}  # fmt: skip
+# the order a label reads in, whatever order the keys come in; keys not named here follow
+_ORDER = ("depth", "width", "init", "init_gain", "act", "slope", "slope_rule", "prelu_params", "norm",
+          "residual", "residual_branch", "bias_shift", "optimizer", "lr", "momentum")  # fmt: skip
+_SLOPED = {str(a) for a in SLOPED_ACTS}
+
+
+def _unset(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _true(v) -> bool:
+    return str(v).strip().lower() in ("true", "1", "1.0")
+
+
+def has_slope(act) -> bool:
+    """Whether an activation has a negative slope (None, unset: LeakyReLU, the default)."""
+    return _unset(act) or str(act) in _SLOPED
+
+
+def slope_label(slope, act=None) -> str:
+    """A legend entry for a slope: `a=0.2`, or `no slope` for an activation without one (GELU,
+    SELU, tanh carry the config's default slope, which they never use)."""
+    return f"a={float(slope):g}" if has_slope(act) else "no slope"
+
+
+def _number(v) -> str:
+    return f"{float(v):g}" if isinstance(v, int | float) or str(v).replace(".", "", 1).isdigit() else str(v)
+
+
+def figure_label(cell: dict) -> str:
+    """A cell's fixed keys in words, for a panel title or a legend: {init: kaiming, act: gelu,
+    norm: layer, residual: False} -> "He init, GELU, LayerNorm". Defaults that only say "not
+    this fix" (norm none, no skips, a fixed slope) say nothing; a slope shows only with an
+    activation that has one; an unknown key reads k=v. "" when nothing is left to say."""
+    act = cell.get("act")
+    parts = []
+    for key in sorted(cell, key=lambda k: _ORDER.index(k) if k in _ORDER else len(_ORDER)):
+        v = cell[key]
+        if _unset(v):
+            continue
+        if key == "slope":
+            if has_slope(act) and "act" not in cell:  # with an act, the act says it
+                parts.append(f"a={_number(v)}")
+        elif key == "act":
+            word = _WORDS["act"].get(str(v), str(v))
+            slope = cell.get("slope")
+            if has_slope(v) and not _unset(slope):
+                word += f" from a={_number(slope)}" if str(v) == "prelu" else f" a={_number(slope)}"
+            parts.append(word)
+        elif key == "residual":
+            if _true(v):
+                parts.append("pre-act skips" if str(cell.get("residual_branch")) == "act_linear" else "skips")
+        elif key == "residual_branch":
+            if "residual" not in cell and str(v) == "act_linear":  # skips everywhere: which kind
+                parts.append("pre-act skips")
+        elif key in _WORDS:
+            parts.append(_WORDS[key].get(str(v), f"{key}={v}"))
+        elif key in _NUMBERS:
+            parts.append(_NUMBERS[key].format(_number(v)))
+        else:
+            parts.append(f"{key}={_number(v)}")
+    return ", ".join(p for p in parts if p)
