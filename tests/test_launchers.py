@@ -46,12 +46,17 @@ def test_bench_quick_checks_the_code_path(capsys):
 
 
 def test_bench_fixes_times_every_preset_against_the_plain_net():
-    table = bench.fixes_cost([3], rounds=1, n=256, root="/nonexistent")  # synthetic data: speed only
+    table, rounds = bench.fixes_cost([3], rounds=2, n=256, root="/nonexistent")  # synthetic data: speed only
     presets = sorted(p.stem for p in (ROOT / "conf" / "fix").glob("*.yaml"))
     assert sorted(table["fix"]) == presets
-    ratio = table.set_index("fix")[f"ratio_to_{bench.FIX_REFERENCE}"]
+    key = f"ratio_to_{bench.FIX_REFERENCE}"
+    ratio = table.set_index("fix")[key]
     assert ratio[bench.FIX_REFERENCE] == 1.0 and (ratio > 0).all()
     assert (table["ms_per_step"] > 0).all()
+    # every round kept: the median of a fix's per-round ratios is the table's ratio
+    assert len(rounds) == 2 * len(presets) and set(rounds["round"]) == {1, 2}
+    medians = rounds.groupby("fix")[key].median()
+    assert (medians - ratio[medians.index]).abs().max() < 1e-3
     # the presets really differ: BatchNorm's net has norm layers the plain net lacks
     cfgs = bench.fix_configs(3)
     assert cfgs["leaky_batchnorm"].norm.value == "batch" and cfgs["leaky_he"].norm.value == "none"

@@ -5,6 +5,7 @@
     python -m slopestudy.tools.bench --quick         # seconds: checks the code path only (CI)
     python -m slopestudy.tools.bench --fixes         # what each fix of conf/fix/ costs per step:
                                                # writes results/bench_fixes.csv (section 8)
+                                               # and every round's numbers, bench_fixes_rounds.csv
     python -m slopestudy.tools.bench --kernel        # the kernel probe's cost against a training step,
                                                # and the default init's denormal slowdown at depth:
                                                # writes results/bench_kernel.csv (section 9)
@@ -185,13 +186,14 @@ def fix_configs(depth: int) -> dict[str, StudyConfig]:
     }
 
 
-def fixes_cost(depths: list[int], rounds: int, n: int, root: str) -> pd.DataFrame:
+def fixes_cost(depths: list[int], rounds: int, n: int, root: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """ms per training step (forward, backward, SGD-momentum step; no probes, which cost every fix
     alike) of each fix at each depth, and its ratio to the plain net's. Within a round every fix
     runs back to back (in an order rotated from round to round), so the per-round ratio compares
-    like with like on a shared machine; the medians over rounds are kept."""
+    like with like on a shared machine. Returns the medians over rounds (with the ratios'
+    quartiles) and every round's numbers, so a reader can test a cost claim on the rounds."""
     d, source = get_data(n, root)
-    rows = []
+    rows, per_round = [], []
     for depth in depths:
         cfgs = fix_configs(depth)
         ms: dict[str, list[float]] = {name: [] for name in cfgs}
@@ -206,6 +208,9 @@ def fixes_cost(depths: list[int], rounds: int, n: int, root: str) -> pd.DataFram
         ref = ms[FIX_REFERENCE]
         for name, values in ms.items():
             ratios = [a / b for a, b in zip(values, ref, strict=True)]
+            per_round += [{"fix": name, "depth": depth, "round": r, "ms_per_step": round(v, 3),
+                           f"ratio_to_{FIX_REFERENCE}": round(x, 4)}
+                          for r, (v, x) in enumerate(zip(values, ratios, strict=True), start=1)]  # fmt: skip
             ratio = statistics.median(ratios)
             q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratio,) * 3
             rows.append({"fix": name, "depth": depth, "ms_per_step": round(statistics.median(values), 3),
@@ -214,7 +219,7 @@ def fixes_cost(depths: list[int], rounds: int, n: int, root: str) -> pd.DataFram
                          "threads": torch.get_num_threads(), "data": source})  # fmt: skip
             print(f"depth {depth:>3} {name:<16} {statistics.median(values):7.2f} ms/step  "
                   f"x{ratio:.2f} of {FIX_REFERENCE}", flush=True)  # fmt: skip
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), pd.DataFrame(per_round)
 
 
 def kernel_cost(depths: list[int], rounds: int, n: int, root: str) -> pd.DataFrame:
@@ -335,10 +340,13 @@ def main(argv: list[str] | None = None) -> int:
             args.depths = "10,30,50"
         out = Path(args.out if args.out != p.get_default("out") else REPO / "results" / "bench_fixes.csv")
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")
-        table = fixes_cost([int(x) for x in args.depths.split(",")], args.rounds, args.samples, args.root)
+        table, rounds = fixes_cost(
+            [int(x) for x in args.depths.split(",")], args.rounds, args.samples, args.root
+        )
         if args.out and not args.quick:
             table.to_csv(out, index=False)
-            print(f"wrote {out}")
+            rounds.to_csv(out.with_name(f"{out.stem}_rounds.csv"), index=False)
+            print(f"wrote {out} and its rounds, {out.stem}_rounds.csv")
         return 0
     if args.quick:
         args.rounds, args.samples, args.depths, args.out = 1, 1024, "3,5", ""
