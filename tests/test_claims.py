@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from slopestudy.science import stats
-from slopestudy.study.analyses import claims, fixes
+from slopestudy.study.analyses import fixes, replications
+from slopestudy.summary.tables import committed
 
 from .helpers.runs import final_loss
 
@@ -23,12 +24,12 @@ def test_phase_ridge_finds_the_deepest_learned_depth_and_its_sigma2():
         (0.0, 2.8, 20, 0, 0.01, "diverged", 0.6, 0.6),  # diverged: never counts as learned
         (0.5, 1.0, 20, 0, 0.01, "completed", 0.35, 0.3),  # learned at 0.2, not at 0.5
     ])  # fmt: skip
-    ridge = claims.phase_ridge(frame).set_index("slope")
+    ridge = replications.phase_ridge(frame).set_index("slope")
     assert ridge.loc[0.0, "deepest_learned"] == 20 and ridge.loc[0.0, "ridge_sigma2"] == "2"
     assert ridge.loc[0.0, "ridge_g"] == "1.00" and ridge.loc[0.5, "critical_sigma2"] == 1.6
     assert ridge.loc[0.5, "deepest_learned"] == 0 and ridge.loc[0.5, "ridge_sigma2"] == "-"
-    assert claims.phase_ridge(frame, threshold=0.2).set_index("slope").loc[0.5, "deepest_learned"] == 20
-    counts = claims.phase_counts(frame)
+    assert replications.phase_ridge(frame, threshold=0.2).set_index("slope").loc[0.5, "deepest_learned"] == 20
+    counts = replications.phase_counts(frame)
     assert counts.loc[(0.0, 2.0), "depth 20"] == "1/1" and counts.loc[(0.0, 1.0), "depth 20"] == "0/1"
 
 
@@ -40,11 +41,11 @@ def test_lr_slope_table_counts_rates_with_exact_intervals_and_the_stability_edge
         + [(0.5, 2.0, 30, s, 0.05, "diverged", 0.1, 0.1) for s in range(2)]
         + [(0.5, 2.0, 30, s, 0.05, "completed", 0.9, 0.9) for s in range(2, 5)]
     )  # fmt: skip
-    table = claims.lr_slope_table(frame).set_index(["slope", "lr"])
+    table = replications.lr_slope_table(frame).set_index(["slope", "lr"])
     assert table.loc[(0.5, 0.05), "learned"] == "3/5 [0.15, 0.95]"
     assert table.loc[(0.5, 0.05), "diverged"] == "2/5"
     assert table.loc[(0.0, 0.01), "test acc of the runs that learned"].startswith("0.952 [")
-    edge = claims.stability_edge(claims.lr_slope_table(frame)).set_index("slope")
+    edge = replications.stability_edge(replications.lr_slope_table(frame)).set_index("slope")
     assert edge.loc[0.0, "largest lr with no divergence"] == 0.05
     assert edge.loc[0.5, "largest lr with no divergence"] == 0.01
     assert edge.loc[0.5, "smallest lr with a divergence"] == 0.05
@@ -54,16 +55,16 @@ def test_compare_arms_uses_fisher_for_rates_and_welch_only_where_all_learned():
     ok = [(0.0, 2.0, 30, s, 0.01, "completed", 0.9, 0.90 + s / 100) for s in range(5)]
     fail = [(0.0, 2.0, 30, s, 0.01, "completed", 0.11, 0.11) for s in range(5)]
     arms = {"relu": runs(fail), "leaky": runs(ok), "relu again": runs(fail[:4] + ok[:1])}
-    table = claims.compare_arms(arms, base="relu").set_index("arm")
+    table = replications.compare_arms(arms, base="relu").set_index("arm")
     assert table.loc["leaky", "learned"] == "5/5 [0.48, 1.00]"
     assert table.loc["leaky", "fisher p vs relu"] == pytest.approx(2 / 252)  # 5/5 vs 0/5
     assert table.loc["relu again", "fisher p vs relu"] == pytest.approx(1.0)
     assert pd.isna(table.loc["leaky"].get("test acc difference (Welch)", float("nan")))  # relu failed
     # Holm over the two tests: the smaller p times 2
     assert table.loc["leaky", "p (Holm)"] == pytest.approx(2 * 2 / 252)
-    both = claims.compare_arms({"a": runs(ok), "b": runs(ok)}, base="a").set_index("arm")
+    both = replications.compare_arms({"a": runs(ok), "b": runs(ok)}, base="a").set_index("arm")
     assert both.loc["b", "test acc difference (Welch)"].startswith("0.000 [")
-    assert "| arm" in claims.markdown(table.reset_index())
+    assert "| arm" in replications.markdown(table.reset_index())
 
 
 def test_step0_vs_theory_groups_by_fix_and_depth_and_shows_no_theory_where_there_is_none():
@@ -86,7 +87,7 @@ def test_depth30_power_pools_fair_final_and_pairs_by_seed():
     power = pd.DataFrame([run(0.0, s, 0.960 + s / 1000) for s in (300, 301, 302)]
                          + [run(0.2, s, 0.965 + s / 1000) for s in (300, 301, 302)])  # fmt: skip
     fair = pd.DataFrame([run(0.0, 100, 0.95), run(0.2, 100, 0.97), run(0.0, 100, 0.5, depth=20)])
-    table = claims.depth30_power(power, fair).set_index("arm")
+    table = replications.depth30_power(power, fair).set_index("arm")
     assert table.loc["a=0", "n"] == 4 and table.loc["a=0.2", "n"] == 4  # depth 20 left out
     # the 4 shared seeds differ by +0.005, +0.005, +0.005 and +0.02
     assert table.loc["a=0.2", "paired difference (4 seeds)"].startswith("0.009 [")
@@ -99,7 +100,7 @@ def test_compare_pairs_tests_each_declared_pair_at_both_thresholds_with_holm():
         return frame.assign(dead_frac_step0=0.5, grad_ratio_step0=-3.0)
 
     arms = {"relu": arm([0.1] * 10), "leaky": arm([0.9] * 9 + [0.3]), "shift": arm([0.9] * 4 + [0.1] * 6)}
-    table, tests = claims.compare_pairs(arms, [("leaky", "relu"), ("shift", "relu")])
+    table, tests = replications.compare_pairs(arms, [("leaky", "relu"), ("shift", "relu")])
     assert table.set_index("arm").loc["leaky", "learned"].startswith("10/10 [0.69, 1.00]; 9/10 at 0.5")
     by = tests.set_index("arm")
     assert (
@@ -150,7 +151,7 @@ def test_tuning_figure_rings_each_cells_chosen_lr():
         pytest.skip("fixes_tune not published")
     fig = fixes.tuning_figure(results)
     tuned_csv = pd.read_csv(results / "fixes_tune" / "tuned.csv")
-    tuned = fixes.tuned_with_fix(tuned_csv, claims._runs(results, "fixes_tune"))
+    tuned = fixes.tuned_with_fix(tuned_csv, committed(results, "fixes_tune"))
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == [f"depth {d}" for d in sorted(tuned["depth"].unique())]
     for ax in axes:

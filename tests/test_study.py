@@ -26,7 +26,7 @@ from slopestudy.study.analyses.page import (
 )
 from slopestudy.study.publish import FROM_TABLES, NEED_SWEEP, PAGE, published_state, redraw, report
 from slopestudy.study.runner import Study, main, run_sweeps
-from slopestudy.study.sections import PAGE_SECTIONS, SECTIONS, Summarize
+from slopestudy.study.sections import PAGE_SECTIONS, SECTIONS, SummaryFolder
 from slopestudy.study.sweeps import (
     Job,
     Launch,
@@ -342,7 +342,7 @@ def test_a_done_sweep_reruns_when_the_tuned_table_it_reads_was_rewritten(tmp_pat
     assert r.tuned == "results/fair_tune_sgd_kaiming/tuned.csv" and len(r.jobs) == 1
     finished_job(tmp_path / r.folder / "depth=5,init=kaiming,slope=0" / "seed=100", sweep.task())
     study = Study(launch=Launch(root=tmp_path))
-    summary = Summarize("x", sweeps=(sweep,))
+    summary = SummaryFolder("x", sweeps=(sweep,))
     assert run_sweeps(study, SECTIONS["fair"], summary, {sweep: r}, dry_run=True) == (False, 0)
     assert "1/1 done, skipped" in capsys.readouterr().out
     run_sweeps(study, SECTIONS["fair"], summary, {sweep: r}, dry_run=True, rewritten={r.tuned})

@@ -51,7 +51,7 @@ class Init(Choice):
 class Act(Choice):
     leaky_relu = "leaky_relu"  # nn.LeakyReLU(slope): the slope is fixed
     prelu = "prelu"  # nn.PReLU(init=slope): the slope is learned (He et al. 2015)
-    # the other fixes (issue 20): no slope; `slope` must stay at its default with them
+    # the other fixes (§ 8): no slope; `slope` must stay at its default with them
     elu = "elu"
     selu = "selu"  # with init=lecun: self-normalizing (Klambauer et al. 2017)
     gelu = "gelu"

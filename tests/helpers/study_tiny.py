@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from slopestudy.study.runner import main
-from slopestudy.study.sections import SECTIONS, Section, Summarize
+from slopestudy.study.sections import SECTIONS, Section, SummaryFolder
 from slopestudy.study.sweeps import Sweep
 
 # A net of width 16 on 192 training images: seconds per job
@@ -34,7 +34,7 @@ def tiny_block(results: Path) -> dict[str, str]:
     return {"tiny": f"{len(runs)} runs: " + ", ".join(f"{n} {status}" for status, n in counts)}
 
 
-TINY = Section("tiny", 1, "a tiny test section", summaries=(Summarize("tiny", sweeps=(FIRST, SECOND)),),
+TINY = Section("tiny", 1, "a tiny test section", summaries=(SummaryFolder("tiny", sweeps=(FIRST, SECOND)),),
                blocks=tiny_block)  # fmt: skip
 
 if __name__ == "__main__":

@@ -10,19 +10,19 @@ from pathlib import Path
 import torch
 
 from slopestudy.config import schema_defaults
-from slopestudy.run.records import same_config, write_atomic
+from slopestudy.run.records import RunRecord, same_config, write_atomic
 
 log = logging.getLogger("slopestudy.run.trainer")
 CHECKPOINT = "checkpoint.pt"
 
 
-def save(path: Path, model, optimizer, batch_gen: torch.Generator, step: int, record: dict) -> None:
+def save(path: Path, model, optimizer, batch_gen: torch.Generator, step: int, record: RunRecord) -> None:
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "batch_gen": batch_gen.get_state(),
         "step": step,
-        "record": json.dumps(record),  # a string keeps torch.load(weights_only=True) happy
+        "record": json.dumps(record.to_json()),  # a string keeps torch.load(weights_only=True) happy
     }
     # Serialized in memory, written by Python: a full disk then raises OSError(ENOSPC) (torch's
     # own file writer reports only "unexpected pos"), and the partial file is removed, so the

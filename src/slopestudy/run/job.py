@@ -17,14 +17,14 @@ from omegaconf import DictConfig, OmegaConf
 from slopestudy.config import ConfigError, as_plain_dict, schema_defaults
 from slopestudy.run import lifecycle
 from slopestudy.run.records import (
-    DONE,
     RUN_JSON,
     FolderLock,
+    RunRecord,
     Status,
     read_run,
-    report,
+    run_report,
     same_config,
-    write_json_atomic,
+    write_run,
 )
 from slopestudy.run.stopping import Interrupted
 from slopestudy.run.trainer import Run
@@ -81,12 +81,12 @@ def run_locked(cfg: DictConfig, study_cfg, out_dir: Path, multirun: bool) -> flo
     previous = read_run(out_dir)
     if (
         previous
-        and previous.get("status") in DONE
-        and same_config(previous["config"], as_plain_dict(study_cfg), schema_defaults())
+        and previous.is_result
+        and same_config(previous.config, as_plain_dict(study_cfg), schema_defaults())
     ):
         # Re-running a sweep into the same folder: finished jobs are results, keep them.
-        log.info("already %s with this config, skipping: %s", previous["status"], out_dir)
-        return previous["final"]["test_acc"]
+        log.info("already %s with this config, skipping: %s", previous.status, out_dir)
+        return (previous.final or {}).get("test_acc")
     default_hook, threading.excepthook = threading.excepthook, quiet_full_disk_in_threads
     try:
         record = lifecycle.execute(Run(study_cfg, out_dir))
@@ -106,8 +106,8 @@ def run_locked(cfg: DictConfig, study_cfg, out_dir: Path, multirun: bool) -> flo
         return None
     finally:
         threading.excepthook = default_hook
-    log.info("%s\n  folder: %s", report(record), out_dir)
-    return record["final"]["test_acc"]
+    log.info("%s\n  folder: %s", run_report(record), out_dir)
+    return record.final["test_acc"]
 
 
 def quiet_full_disk_in_threads(args: threading.ExceptHookArgs) -> None:
@@ -140,11 +140,8 @@ def remove_unused_job_dir(out_dir: Path) -> None:
 
 
 def record_failure(out_dir: Path, cfg: DictConfig, error: BaseException) -> None:
-    record = read_run(out_dir) or {"config": OmegaConf.to_container(cfg, resolve=True)}
-    record.update(
-        status=Status.failed,
-        error=f"{type(error).__name__}: {error}",
-        traceback=traceback.format_exc(),
-    )
+    record = read_run(out_dir) or RunRecord(config=OmegaConf.to_container(cfg, resolve=True))
+    record.status = Status.failed
+    record.error, record.traceback = f"{type(error).__name__}: {error}", traceback.format_exc()
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / RUN_JSON, record)
+    write_run(out_dir, record)

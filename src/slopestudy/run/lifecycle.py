@@ -15,14 +15,13 @@ from tqdm import tqdm
 
 from slopestudy.run import checkpoint
 from slopestudy.run.records import (
-    DONE,
-    RUN_JSON,
+    RunRecord,
     Status,
     code_line,
     epoch_line,
     finish_record,
     gradflow,
-    write_json_atomic,
+    write_run,
 )
 from slopestudy.run.stopping import Interrupted, pause_if_asked, stop_on_signals
 
@@ -40,10 +39,10 @@ def execute(run: Run) -> dict:
         "depth=%d width=%d slope=%g act=%s init=%s optimizer=%s lr=%g | %d params | %d train / %d "
         "test examples | %d steps/epoch | device %s, %d threads%s | code %s",
         cfg.depth, cfg.width, cfg.slope, cfg.act.value, cfg.init.value, cfg.optimizer.value, cfg.lr,
-        run.record["n_params"], len(run.data.x_train), len(run.data.x_test),
+        run.record.n_params, len(run.data.x_train), len(run.data.x_test),
         run.steps_per_epoch, run.device, run.threads,
-        f" | resumed after epoch {run.record['epochs_done']}" if resumed else "",
-        code_line(run.record["env"]),
+        f" | resumed after epoch {run.record.epochs_done}" if resumed else "",
+        code_line(run.record.env),
     )  # fmt: skip
     # purge_step hides events a killed run wrote after its last checkpoint.
     run.open_logger(purge_step=run.step if resumed else None)
@@ -56,8 +55,8 @@ def execute(run: Run) -> dict:
             if isinstance(e, Interrupted | KeyboardInterrupt | SystemExit):
                 log.warning("stopped by %s after epoch %d: status interrupted, checkpoint kept",
                             e if isinstance(e, Interrupted) else type(e).__name__,
-                            run.record["epochs_done"])  # fmt: skip
-                run.record["status"] = Status.interrupted
+                            run.record.epochs_done)  # fmt: skip
+                run.record.status = Status.interrupted
             finish(run, first_error=e)
             raise
     finish(run)
@@ -81,7 +80,7 @@ def train(run: Run, resumed: bool) -> None:
     bar = tqdm(total=cfg.epochs * run.steps_per_epoch, initial=run.step, leave=False, unit="step",
                disable=not sys.stderr.isatty(), dynamic_ncols=True)  # fmt: skip
     with bar:
-        for epoch in range(run.record["epochs_done"] + 1, cfg.epochs + 1):
+        for epoch in range(run.record.epochs_done + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             train_loss = run.train_epoch(on_step=bar.update)
             if not math.isfinite(train_loss):
@@ -92,12 +91,12 @@ def train(run: Run, resumed: bool) -> None:
             save_checkpoint(run)
             save(run)
             pause_if_asked(epoch)
-    run.record["status"] = Status.completed
+    run.record.status = Status.completed
 
 
 def diverged(run: Run, at_step: int) -> None:
     log.warning("loss became non-finite at step %d: stopping this run (status diverged)", at_step)
-    run.record.update(status=Status.diverged, diverged_at_step=at_step)
+    run.record.status, run.record.diverged_at_step = Status.diverged, at_step
 
 
 # --- checkpoints: written at every epoch end, so a killed run resumes where it was ---------
@@ -110,16 +109,16 @@ def save_checkpoint(run: Run) -> None:
 
 
 def try_resume(run: Run) -> bool:
-    state = checkpoint.load(checkpoint_path(run), run.device, run.record["config"])
+    state = checkpoint.load(checkpoint_path(run), run.device, run.record.config)
     if state is None:
         return False
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.batch_gen.set_state(state["batch_gen"])
-    run.step, record = state["step"], state["record"]
-    run.record = {**record, "status": Status.running, "env": run.record["env"], "threads": run.threads}
-    run.record["resumed_at_step"] = [*record.get("resumed_at_step", []), run.step]
-    run.measures.record = run.record
+    run.step, record = state["step"], RunRecord.from_json(state["record"])
+    record.status, record.env, record.threads = Status.running, run.record.env, run.threads
+    record.resumed_at_step = [*(record.resumed_at_step or []), run.step]
+    run.record = run.measures.record = record
     return True
 
 
@@ -138,19 +137,19 @@ def finish(run: Run, first_error: BaseException | None = None) -> None:
 def _write_end(run: Run) -> None:
     finish_record(run.record)
     if run.logger is not None:
-        if run.record["status"] != Status.running:
+        if run.record.status != Status.running:
             # Every run gets the same metric keys; NaN (not None) where a value is missing.
             metrics = gradflow(run.record) | {
-                f"final/{k}": math.nan if v is None else v for k, v in run.record["final"].items()
+                f"final/{k}": math.nan if v is None else v for k, v in run.record.final.items()
             }
-            run.logger.hparams({**run.hparams, "status": run.record["status"]}, metrics, run.record["step"])
+            run.logger.hparams({**run.hparams, "status": run.record.status}, metrics, run.record.step)
         run.logger.close()
     # run.json first, then the checkpoint: a kill in between leaves a finished run.json and a
     # spare checkpoint, never a "running" run.json without its checkpoint.
     save(run)
-    if run.record["status"] in DONE:
+    if run.record.is_result:
         checkpoint_path(run).unlink(missing_ok=True)  # done: nothing to resume
 
 
 def save(run: Run) -> None:
-    write_json_atomic(run.out_dir / RUN_JSON, run.record)
+    write_run(run.out_dir, run.record)

@@ -64,8 +64,8 @@ class Measures:
         self.log_prelu(step)
         if step == 0:
             self.warn_if_denormal(signal)
-            self.record["grad_norm_step0"] = grad
-            self.record["signal_norm_step0"] = signal
+            self.record.grad_norm_step0 = grad
+            self.record.signal_norm_step0 = signal
             self.logger.profile("signal_norm", signal, 0)
             self.logger.profile("grad_norm", grad, 0)
             for tag, value in gradflow(self.record).items():
@@ -127,8 +127,8 @@ class Measures:
             entry["kernel_cos"] = self.log_kernel(epoch)
         if prelus(self.model):
             entry["prelu_slope"] = self.log_prelu(step)
-        self.record["history"].append(entry)
-        self.record.update(step=step, epochs_done=epoch)
+        self.record.history.append(entry)
+        self.record.step, self.record.epochs_done = step, epoch
         return entry
 
     def log_kernel(self, epoch: int) -> list[float]:
@@ -138,8 +138,8 @@ class Measures:
         self.logger.profile("kernel_gap", [1 - c for c in cos], epoch)
         if epoch == 0:
             theory = theory_kernel_profile(self.cfg, pair_cosines(self.kernel_x))
-            self.record["kernel_cos_step0"] = cos
-            self.record["kernel_cos_theory"] = theory
+            self.record.kernel_cos_step0 = cos
+            self.record.kernel_cos_theory = theory
             if theory is not None:
                 self.logger.profile("kernel_gap_theory", [1 - c for c in theory], 0)
         return cos

@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import tempfile
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -39,6 +40,57 @@ DONE = [Status.completed, Status.diverged]  # statuses that are results; a resta
 PROBLEMS = [s for s in Status if s not in DONE]  # statuses a summary reports as not results
 # Keys that may differ between a run and its restart without changing any result.
 NOT_RESULT_KEYS = {"threads"}
+
+
+@dataclass
+class RunRecord:
+    """run.json: what one job did. The run writes it after every epoch and at its end (and the
+    checkpoint carries a copy); a restart, the sweep's callback, the study runner and the summary
+    read it back, all through this class. Optional fields are left out of the file while unset."""
+
+    config: dict
+    status: Status = Status.running
+    device: str | None = None
+    threads: int | None = None
+    n_params: int | None = None
+    steps_per_epoch: int | None = None
+    data_sizes: dict = field(default_factory=dict)
+    hparams: dict = field(default_factory=dict)
+    step: int = 0  # optimizer updates done
+    epochs_done: int = 0
+    history: list[dict] = field(default_factory=list)  # one entry per evaluation; 0 = before training
+    env: dict = field(default_factory=dict)  # versions and code: records.environment()
+    # step 0, per layer
+    grad_norm_step0: list[float] | None = None
+    signal_norm_step0: list[float] | None = None
+    kernel_cos_step0: list[float] | None = None
+    kernel_cos_theory: list[float] | None = None
+    # the end
+    final: dict | None = None  # FINAL_METRICS of the last evaluation
+    grad_norm_epoch_mean: list | None = None
+    signal_norm_epoch_mean: list | None = None
+    diverged_at_step: int | None = None
+    resumed_at_step: list[int] | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: dict) -> RunRecord:
+        """A record from run.json's dict; keys this version does not know are ignored, keys an
+        older run did not write take their defaults."""
+        known = {f.name for f in fields(cls)} - {"status"}
+        try:
+            status = Status(data.get("status", Status.missing))
+        except ValueError:
+            status = Status.unreadable
+        return cls(status=status, **{k: v for k, v in data.items() if k in known})
+
+    @property
+    def is_result(self) -> bool:
+        return self.status in DONE
 
 
 def _finite_or_none(obj):
@@ -72,18 +124,23 @@ def write_json_atomic(path: str | Path, data: dict) -> None:
     write_atomic(path, json.dumps(_finite_or_none(data), indent=1, allow_nan=False).encode())
 
 
-def read_run(folder: str | Path) -> dict | None:
+def write_run(folder: str | Path, record: RunRecord) -> None:
+    write_json_atomic(Path(folder) / RUN_JSON, record.to_json())
+
+
+def read_run(folder: str | Path) -> RunRecord | None:
     """The run.json of a job folder, or None when it is missing or unreadable."""
     try:
-        return json.loads((Path(folder) / RUN_JSON).read_text())
+        data = json.loads((Path(folder) / RUN_JSON).read_text())
     except (OSError, ValueError):
         return None
+    return RunRecord.from_json(data) if isinstance(data, dict) and "config" in data else None
 
 
-def train_seconds(run: dict) -> float | None:
+def train_seconds(run: RunRecord | None) -> float | None:
     """The sum of a run's epoch training times (start-up, data loading and evaluation not
     included); None when it recorded no epoch."""
-    epochs = [h.get("seconds") or 0.0 for h in run.get("history") or []]
+    epochs = [h.get("seconds") or 0.0 for h in (run.history if run else [])]
     return sum(epochs) if epochs else None
 
 
@@ -207,14 +264,14 @@ def lock_holder(folder: str | Path) -> int | None:
 
 
 # --- what a run found, in words: its first log line and its end-of-run report ----------------
-def finish_record(record: dict) -> None:
+def finish_record(record: RunRecord) -> None:
     """The record's summary fields, from its history: the last epoch's metrics and the per-epoch
     layer norms."""
-    history = record["history"]
+    history = record.history
     last = history[-1] if history else {}
-    record["final"] = {k: last.get(k) for k in FINAL_METRICS}
-    record["grad_norm_epoch_mean"] = [h["grad_norm_mean"] for h in history[1:]]
-    record["signal_norm_epoch_mean"] = [h["signal_norm_mean"] for h in history[1:]]
+    record.final = {k: last.get(k) for k in FINAL_METRICS}
+    record.grad_norm_epoch_mean = [h["grad_norm_mean"] for h in history[1:]]
+    record.signal_norm_epoch_mean = [h["signal_norm_mean"] for h in history[1:]]
 
 
 def epoch_line(e: dict, epochs: int, n_train: int) -> str:
@@ -245,23 +302,23 @@ def code_line(env: dict) -> str:
     return f"{commit}{dirty}, source {env.get('code_hash')}, conf {env.get('config_hash')}"
 
 
-def gradflow(record: dict) -> dict[str, float]:
+def gradflow(record: RunRecord) -> dict[str, float]:
     """The step-0 gradient-flow numbers, computed as the summary computes them."""
     return {
-        "gradflow/decay_step0": fit_decay(record.get("signal_norm_step0")),
-        "gradflow/grad_ratio_step0": grad_ratio(record.get("grad_norm_step0")),
+        "gradflow/decay_step0": fit_decay(record.signal_norm_step0),
+        "gradflow/grad_ratio_step0": grad_ratio(record.grad_norm_step0),
     }
 
 
-def report(record: dict) -> str:
+def run_report(record: RunRecord) -> str:
     """What one run found, in a few lines: its step-0 gradient flow next to theory, and its
     final accuracies. Printed at the end of every run."""
-    cfg = record["config"]
+    cfg = record.config
     flow = gradflow(record)
     decay, ratio = flow["gradflow/decay_step0"], flow["gradflow/grad_ratio_step0"]
     study_cfg = config_from_record(cfg)
     theory = theory_decay_per_layer(study_cfg)
-    lines = [f"result ({record['status']}): depth={cfg['depth']} width={cfg['width']} init={cfg['init']} "
+    lines = [f"result ({record.status}): depth={cfg['depth']} width={cfg['width']} init={cfg['init']} "
              + describe_net(study_cfg)]  # fmt: skip
     if math.isfinite(decay):
         hidden = cfg["depth"] - 2
@@ -275,10 +332,10 @@ def report(record: dict) -> str:
         lines.append("  step 0: signal decay not defined (fewer than 2 hidden layers, or a zero norm)")
     if math.isfinite(ratio):
         lines.append(f"  step 0: weight-gradient norm first/last layer = 10^{ratio:.2f}")
-    final = record.get("final") or {}
+    final = record.final or {}
     accs = [f"{k} {final[k]:.4f}" for k in ("val_acc", "test_acc") if final.get(k) is not None]
-    if record.get("epochs_done"):
-        lines.append(f"  after {record['epochs_done']} epoch(s): " + (", ".join(accs) or "no accuracy"))
+    if record.epochs_done:
+        lines.append(f"  after {record.epochs_done} epoch(s): " + (", ".join(accs) or "no accuracy"))
     else:
         lines.append("  no training (epochs=0): " + (", ".join(accs) or "no accuracy") + " at init")
     return "\n".join(lines)

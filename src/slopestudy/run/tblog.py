@@ -105,7 +105,8 @@ def custom_scalars_layout() -> dict:
     }
 
 
-def markdown_table(flat: dict) -> str:
+def key_value_table(flat: dict) -> str:
+    """A config as a two-column Markdown table (TensorBoard's Text dashboard renders it)."""
     rows = "\n".join(f"|{k}|{v}|" for k, v in flat.items())
     return "|key|value|\n|-|-|\n" + rows
 
@@ -126,7 +127,7 @@ class RunLogger:
 
     def __init__(self, log_dir: str | Path, flat_config: dict, purge_step: int | None = None) -> None:
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
-        self.writer.add_text("config", markdown_table(flat_config), 0)
+        self.writer.add_text("config", key_value_table(flat_config), 0)
         self.writer.add_text(f"{PROFILE}/about", PROFILE_NOTE, 0)
         self.writer.add_custom_scalars(custom_scalars_layout())
 

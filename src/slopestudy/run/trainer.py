@@ -17,7 +17,7 @@ from slopestudy.run import tblog
 from slopestudy.run.measures import Measures
 from slopestudy.run.model import build_mlp
 from slopestudy.run.probes import GradientProbe
-from slopestudy.run.records import Status, environment
+from slopestudy.run.records import RunRecord, environment
 from slopestudy.run.resources import pick_device, set_threads
 from slopestudy.run.tblog import RunLogger
 
@@ -51,20 +51,16 @@ class Run:
         self.steps_per_epoch = math.ceil(n_train / cfg.batch_size)
         sizes = {"train": n_train, "val": len(self.data.x_val), "test": n_test}
         self.hparams = tblog.job_hparams(as_plain_dict(cfg), sizes)
-        self.record: dict = {
-            "status": Status.running,
-            "config": as_plain_dict(cfg),
-            "device": str(self.device),
-            "threads": self.threads,
-            "n_params": sum(p.numel() for p in self.model.parameters()),
-            "steps_per_epoch": self.steps_per_epoch,
-            "data_sizes": sizes,
-            "hparams": self.hparams,
-            "step": 0,
-            "epochs_done": 0,
-            "history": [],
-            "env": environment(),
-        }
+        self.record = RunRecord(
+            config=as_plain_dict(cfg),
+            device=str(self.device),
+            threads=self.threads,
+            n_params=sum(p.numel() for p in self.model.parameters()),
+            steps_per_epoch=self.steps_per_epoch,
+            data_sizes=sizes,
+            hparams=self.hparams,
+            env=environment(),
+        )
         self.logger: RunLogger | None = None  # opened by lifecycle.execute(), after a possible resume
         self.measures = Measures(cfg, self.model, self.data, self.probe_x, self.kernel_x, self.record)
         self.step = 0  # optimizer updates done so far

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from slopestudy.study.publish import draw_section_figures, published_state, report
-from slopestudy.study.sections import SECTIONS, Section, Summarize
+from slopestudy.study.sections import SECTIONS, Section, SummaryFolder
 from slopestudy.study.sweeps import (
     REPO,
     Launch,
@@ -67,7 +67,7 @@ class Study:
         # in declaration order, whatever the order asked: a section comes after those it needs
         return [s for s in self.sections.values() if not names or "all" in names or s.name in names]
 
-    def summary_runs(self, summary: Summarize) -> pd.DataFrame | None:
+    def summary_runs(self, summary: SummaryFolder) -> pd.DataFrame | None:
         return committed(self.results, summary.out)
 
 
@@ -182,7 +182,7 @@ def run(study: Study, sections: list[Section], dry_run: bool = False, only: list
     return 1 if failures else 0
 
 
-def summary_step(study: Study, section: Section, summary: Summarize, resolved: dict, dry_run: bool,
+def summary_step(study: Study, section: Section, summary: SummaryFolder, resolved: dict, dry_run: bool,
                  ran: bool) -> bool:  # fmt: skip
     """Write the summary if its sweeps ran or it does not exist yet (on a dry run, say so);
     whether it was written."""
@@ -210,7 +210,7 @@ def check_needs(study: Study, sections: list[Section]) -> None:
                                  f"missing): run {need} first")  # fmt: skip
 
 
-def run_sweeps(study: Study, section: Section, summary: Summarize, resolved: dict, dry_run: bool,
+def run_sweeps(study: Study, section: Section, summary: SummaryFolder, resolved: dict, dry_run: bool,
                rewritten: set[str] = frozenset()):  # fmt: skip
     """Each sweep (part) of one summary with jobs left: (whether any ran, how many ended failed).
     A sweep that reads a tuned.csv `rewritten` in this run runs even when all its jobs are done:
@@ -243,7 +243,7 @@ def run_sweeps(study: Study, section: Section, summary: Summarize, resolved: dic
     return ran, failed
 
 
-def write_summary(study: Study, section: Section, summary: Summarize, folders: list[str],
+def write_summary(study: Study, section: Section, summary: SummaryFolder, folders: list[str],
                   declared: list[Resolved] = ()) -> bool:  # fmt: skip
     """results/<out>/ and results/<out>.txt from the sweep folders there are; whether written."""
     here = [study.launch.root / f for f in folders if (study.launch.root / f).is_dir()]

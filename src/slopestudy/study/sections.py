@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slopestudy.study.analyses import claims, fair, fixes, headline, kernel, learned, redo
+from slopestudy.study.analyses import fair, fixes, headline, kernel, learned, narrow_and_fashion, replications
 from slopestudy.study.sweeps import Sweep
 
 
 @dataclass(frozen=True)
-class Summarize:
-    """`python -m slopestudy.summary <the sweeps' folders> --out results/<out> [--tune KEY]`."""
+class SummaryFolder:
+    """A committed summary, results/<out>/, and how it is made: `python -m slopestudy.summary <the
+    sweeps' folders> --out results/<out> [--tune KEY]`."""
 
     out: str
     """Folder under results/ (the committed summary)."""
@@ -57,7 +58,7 @@ class Section:
     number: int | None
     title: str
     """The part's own title (the page's section title is PAGE_SECTIONS[number])."""
-    summaries: tuple[Summarize, ...] = ()
+    summaries: tuple[SummaryFolder, ...] = ()
     blocks: Callable[[Path], dict[str, str]] | None = None
     """results/ -> {marker name: Markdown} for the blocks of results/README.md."""
     pages: dict[str, Callable[[Path], str]] = field(default_factory=dict)
@@ -101,33 +102,33 @@ FAIR = Section(
     2,
     "lr tuned per cell on validation, 5 seeds (SGD, then Adam)",
     summaries=(
-        Summarize("fair_tune_sgd_kaiming", tune="lr", sweeps=(
+        SummaryFolder("fair_tune_sgd_kaiming", tune="lr", sweeps=(
             Sweep("fair_tune", ("init=kaiming", f"lr={GRIDS['sgd', 'kaiming']}"), split="depth"),
             # the grid's top (0.05) was best for two shallow cells: the grid widened there
             Sweep("fair_tune", ("init=kaiming", "depth=5", "slope=0.1,0.2", "lr=0.1,0.2")),
         )),
-        Summarize("fair_tune_sgd_pytorch", tune="lr", sweeps=(
+        SummaryFolder("fair_tune_sgd_pytorch", tune="lr", sweeps=(
             Sweep("fair_tune", ("init=pytorch", f"lr={GRIDS['sgd', 'pytorch']}"), split="depth"),
         )),
-        Summarize("fair_final_sgd", sweeps=(Sweep("fair_final", ("init=kaiming",)),
+        SummaryFolder("fair_final_sgd", sweeps=(Sweep("fair_final", ("init=kaiming",)),
                                             Sweep("fair_final", ("init=pytorch",)))),
-        Summarize("fair_long_sgd_pytorch", sweeps=(Sweep("fair_long"),)),
-        Summarize("fair_24ep_sgd_pytorch", sweeps=(Sweep("fair_24ep"),)),
-        Summarize("fair_tune_adam_pytorch", tune="lr", sweeps=(
+        SummaryFolder("fair_long_sgd_pytorch", sweeps=(Sweep("fair_long"),)),
+        SummaryFolder("fair_24ep_sgd_pytorch", sweeps=(Sweep("fair_24ep"),)),
+        SummaryFolder("fair_tune_adam_pytorch", tune="lr", sweeps=(
             Sweep("fair_tune", (*ADAM, f"lr={GRIDS['adam', 'pytorch']}")),
         )),
-        Summarize("fair_final_adam", sweeps=(Sweep("fair_final", ADAM),)),
+        SummaryFolder("fair_final_adam", sweeps=(Sweep("fair_final", ADAM),)),
     ),
     blocks=_fair_blocks,
     pages={"fair.md": fair.fair_md},
 )  # fmt: skip
 
 
-def _one(name: str, title: str, *sweeps: Sweep, needs: tuple[str, ...] = (), retired: str = "") -> Section:
-    """A section of one summary, named like its folder under results/ (and, without `sweeps`,
-    like its one preset)."""
-    return Section(name, None, title, summaries=(Summarize(name, sweeps=sweeps or (Sweep(name),)),),
-                   needs=needs, retired=retired)  # fmt: skip
+def _retired(name: str, title: str, why: str, *sweeps: Sweep) -> Section:
+    """A retired section of one summary, named like its folder under results/ (and, without
+    `sweeps`, like its one preset, kept in conf/experiment/legacy/ out of the live list)."""
+    sweeps = sweeps or (Sweep(f"legacy/{name}"),)
+    return Section(name, None, title, summaries=(SummaryFolder(name, sweeps=sweeps),), retired=why)
 
 
 # Why the retired sections are retired (results/README.md's appendix says the same).
@@ -142,76 +143,77 @@ def _learned_blocks(results: Path) -> dict[str, str]:
 
 SECTIONS: dict[str, Section] = {s.name: s for s in (
     Section("init_probe", 1, "signal decay per layer at step 0, per init and slope", summaries=(
-        Summarize("init_probe", sweeps=(Sweep("init_probe"),)),
-        Summarize("init_probe_depth3", sweeps=(Sweep("init_probe_depth3"),)),
+        SummaryFolder("init_probe", sweeps=(Sweep("init_probe"),)),
+        SummaryFolder("init_probe_depth3", sweeps=(Sweep("init_probe_depth3"),)),
     ), blocks=lambda r: {"init_probe": headline.init_probe_block(r)}),
     FAIR,
     Section("slope_depth", None, "the old § 2b (slope_depth)", retired=RETIRED_2B, summaries=(
-        Summarize("lr_tune", sweeps=(Sweep("lr_tune"),)),
-        Summarize("slope_depth", sweeps=(Sweep("slope_depth", ("init=kaiming", "lr=0.01")),
-                                         Sweep("slope_depth", ("init=pytorch", "lr=0.1")))),
-        Summarize("slope_depth_lowlr", sweeps=(Sweep("slope_depth_lowlr"),)),
+        SummaryFolder("lr_tune", sweeps=(Sweep("legacy/lr_tune"),)),
+        SummaryFolder("slope_depth", sweeps=(Sweep("legacy/slope_depth", ("init=kaiming", "lr=0.01")),
+                                         Sweep("legacy/slope_depth", ("init=pytorch", "lr=0.1")))),
+        SummaryFolder("slope_depth_lowlr", sweeps=(Sweep("legacy/slope_depth_lowlr"),)),
     )),
-    _one("dying_units", "headline.md's dying units", retired=RETIRED_HEADLINE),
-    _one("adam_contrast", "the old § 4, Adam", retired=RETIRED_4),
-    _one("fashion", "headline.md's Fashion-MNIST",
-         Sweep("fashion", ("init=kaiming", "lr=0.01")), Sweep("fashion", ("init=pytorch", "lr=0.1")),
-         retired=RETIRED_HEADLINE),
-    _one("phase_diagram", "the one-seed phase diagram",
-         retired="one seed per cell; superseded by § 6's 3-seed diagram (claims_phase)"),
+    _retired("dying_units", "headline.md's dying units", RETIRED_HEADLINE),
+    _retired("adam_contrast", "the old § 4, Adam", RETIRED_4),
+    _retired("fashion", "headline.md's Fashion-MNIST", RETIRED_HEADLINE,
+             Sweep("legacy/fashion", ("init=kaiming", "lr=0.01")),
+             Sweep("legacy/fashion", ("init=pytorch", "lr=0.1"))),
+    _retired("phase_diagram", "the one-seed phase diagram",
+             "one seed per cell; superseded by § 6's 3-seed diagram (claims_phase)"),
     Section("learned_slope", 7, "PReLU against its fixed-slope twin", summaries=(
-        Summarize("learned_slope", sweeps=(Sweep("learned_slope", ("init=kaiming",)),
+        SummaryFolder("learned_slope", sweeps=(Sweep("learned_slope", ("init=kaiming",)),
                                            Sweep("learned_slope", ("init=pytorch",)))),
     ), blocks=_learned_blocks, pages={"learned.md": learned.learned_md}, needs=("fair",)),
     Section("headline", None, "results/headline.md", retired=RETIRED_HEADLINE,
             pages={"headline.md": headline.headline_md},
             needs=("init_probe", "slope_depth", "dying_units", "adam_contrast", "fashion")),
-    # The claims round (issue 19) and the fixes (issue 20)
+    # Follow-up tests on fresh seeds (§§ 2, 6), the validation protocol on narrow nets and
+    # Fashion-MNIST (§§ 3, 5), and the other fixes (§ 8)
     Section("claims_phase", 6, "the phase diagram at lr 0.01, 3 seeds", summaries=(
-        Summarize("claims_phase", sweeps=(Sweep("claims_phase"),)),
-    ), blocks=lambda r: {"claims_phase": claims.phase_block(r)}),
+        SummaryFolder("claims_phase", sweeps=(Sweep("claims_phase"),)),
+    ), blocks=lambda r: {"claims_phase": replications.phase_block(r)}),
     Section("claims_lr_slope", 2, "lr × slope at depth 30, first 18 runs", summaries=(
-        Summarize("claims_lr_slope", sweeps=(Sweep("claims_lr_slope"),)),
-    ), blocks=lambda r: {"claims_lr_slope": claims.lr_slope_block(r)}),
+        SummaryFolder("claims_lr_slope", sweeps=(Sweep("claims_lr_slope"),)),
+    ), blocks=lambda r: {"claims_lr_slope": replications.lr_slope_block(r)}),
     # the full 60-run design (5 seeds, lr 0.005-0.05); claims_lr_slope's block shows it once summarized
     Section("claims_lr_slope_full", 2, "lr × slope at depth 30, 5 seeds", summaries=(
-        Summarize("claims_lr_slope_full", sweeps=(Sweep("claims_lr_slope_full", split="lr"),)),
-    ), blocks=lambda r: {"claims_lr_slope": claims.lr_slope_block(r)}),
+        SummaryFolder("claims_lr_slope_full", sweeps=(Sweep("claims_lr_slope_full", split="lr"),)),
+    ), blocks=lambda r: {"claims_lr_slope": replications.lr_slope_block(r)}),
     Section("claims_power_sgd", 2, "He init, depth 30: 15 fresh seeds per slope", summaries=(
-        Summarize("claims_power_sgd", sweeps=(Sweep("claims_power_sgd"),)),
-    ), blocks=lambda r: {"claims_power_sgd": claims.power_block(r)}, needs=("fair",)),
+        SummaryFolder("claims_power_sgd", sweeps=(Sweep("claims_power_sgd"),)),
+    ), blocks=lambda r: {"claims_power_sgd": replications.power_block(r)}, needs=("fair",)),
     Section("dying_fair", 3, "narrow nets: tuned, final, and a 10-seed replication", summaries=(
-        Summarize("dying_tune", tune="lr", sweeps=(
+        SummaryFolder("dying_tune", tune="lr", sweeps=(
             Sweep("dying_tune", (f"lr={DYING_GRID}",), split="depth"),
         )),
-        Summarize("dying_final", sweeps=(Sweep("dying_final", split="depth"),)),
-        Summarize("dying_power", sweeps=(
+        SummaryFolder("dying_final", sweeps=(Sweep("dying_final", split="depth"),)),
+        SummaryFolder("dying_power", sweeps=(
             Sweep("dying_power"),
             # ReLU was untrainable on the grid there and ran at 0.002 (lowest validation loss);
             # the same seeds at a=0.2's lr, so that the slope is not confounded with the lr
             Sweep("dying_power", ("slope=0", "lr=0.01", "tuned=null")),
         )),
-    ), blocks=lambda r: {"dying_fair": redo.dying_block(r)}),
+    ), blocks=lambda r: {"dying_fair": narrow_and_fashion.dying_block(r)}),
     Section("fashion_fair", 5, "Fashion-MNIST: tuned and final", summaries=(
-        *(Summarize(f"fashion_tune_{init}", tune="lr", sweeps=(
+        *(SummaryFolder(f"fashion_tune_{init}", tune="lr", sweeps=(
             Sweep("fashion_tune", (f"init={init}", f"lr={GRIDS['sgd', init]}")),
         )) for init in ("kaiming", "pytorch")),
-        Summarize("fashion_final", sweeps=(Sweep("fashion_final", ("init=kaiming",)),
+        SummaryFolder("fashion_final", sweeps=(Sweep("fashion_final", ("init=kaiming",)),
                                            Sweep("fashion_final", ("init=pytorch",)))),
-    ), blocks=lambda r: {"fashion_fair": redo.fashion_block(r)}),
+    ), blocks=lambda r: {"fashion_fair": narrow_and_fashion.fashion_block(r)}),
     Section("claims_power_adam", 2, "Adam, depth 30: 10 fresh seeds per slope; dead-unit control", summaries=(
-        Summarize("claims_power_adam", sweeps=(
+        SummaryFolder("claims_power_adam", sweeps=(
             Sweep("claims_power_adam", ("slope=0.2,0.5",)),
             Sweep("claims_power_adam", ("slope=0", "lr=0.001,0.002", "tuned=null")),
             Sweep("claims_power_adam", ("slope=0", "lr=0.001", "bias_shift=0.1", "tuned=null")),
         )),
-    ), blocks=lambda r: {"claims_power_adam": claims.adam_power_block(r)}, needs=("fair",)),
+    ), blocks=lambda r: {"claims_power_adam": replications.adam_power_block(r)}, needs=("fair",)),
     Section("fixes_step0", 8, "each fix at step 0", summaries=(
-        Summarize("fixes_step0", sweeps=(Sweep("fixes_step0"),)),
-        Summarize("fixes_step0_gelu_width", sweeps=(Sweep("fixes_step0_gelu_width"),)),
+        SummaryFolder("fixes_step0", sweeps=(Sweep("fixes_step0"),)),
+        SummaryFolder("fixes_step0_gelu_width", sweeps=(Sweep("fixes_step0_gelu_width"),)),
     ), blocks=lambda r: {"fixes_step0": fixes.fixes_block(r)}),
     Section("fixes_train", 8, "each fix trained", summaries=(
-        Summarize("fixes_tune", tune="lr", sweeps=(
+        SummaryFolder("fixes_tune", tune="lr", sweeps=(
             Sweep("fixes_tune", ("lr=0.005,0.01,0.02,0.05",), split="depth"),
             # where a cell's choice fell on an edge of 0.005-0.05 (or every lr stayed at chance),
             # the grid widened by two steps below, or one above (validation only, 2 seeds each)
@@ -230,7 +232,7 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
             Sweep("fixes_tune", ("+fix=leaky_layernorm", "depth=50", "lr=0.00005,0.0001")),
         )),
         # one summary per depth, cheapest first, each committed when done; 5 runs a part
-        *(Summarize(f"fixes_final_d{d}", sweeps=(Sweep("fixes_final", (f"depth={d}",), split="fix"),))
+        *(SummaryFolder(f"fixes_final_d{d}", sweeps=(Sweep("fixes_final", (f"depth={d}",), split="fix"),))
           for d in (10, 30, 50)),
     ), blocks=lambda r: {"fixes_train": fixes.fixes_train_block(r)},
        figures={"fixes_tune/lr_curves.png": fixes.tuning_figure}),
@@ -283,22 +285,23 @@ def _kernel_tune_sweeps(depth: int) -> tuple[Sweep, ...]:
 
 SECTIONS |= {s.name: s for s in (
     Section("kernel_tune", 9, "lr per arm and depth", summaries=tuple(
-        Summarize(f"kernel_tune_d{d}", tune="lr", sweeps=_kernel_tune_sweeps(d))
+        SummaryFolder(f"kernel_tune_d{d}", tune="lr", sweeps=_kernel_tune_sweeps(d))
         for d in KERNEL_DEPTHS), blocks=lambda r: {"kernel_step0": kernel.step0_table(r)},
         figures={"kernel_step0.png": kernel.step0_figure}),
     Section("kernel_final", 9, "5 seeds per arm", summaries=(
-        *(Summarize(f"kernel_final_d{d}", sweeps=_kernel_sweeps("kernel_final", d)) for d in KERNEL_DEPTHS),
+        *(SummaryFolder(f"kernel_final_d{d}", sweeps=_kernel_sweeps("kernel_final", d))
+          for d in KERNEL_DEPTHS),
         # added after the final runs, outside the declared family: ReLU's depth-100 lr as a confound
-        Summarize("kernel_relu_lr_d100", sweeps=(Sweep("kernel_relu_lr"),)),
+        SummaryFolder("kernel_relu_lr_d100", sweeps=(Sweep("kernel_relu_lr"),)),
     ),
         needs=("kernel_tune",), blocks=lambda r: {"kernel_final": kernel.final_block(r)},
         figures={"kernel_final.png": kernel.final_figure}),
     # slopes 0 and 0.2 of this curve are kernel_tune's and kernel_final's runs (same protocol and
     # seeds 100-102 among theirs): the analysis joins the committed summaries
     Section("kernel_slopes", 9, "the best slope against depth", summaries=(
-        *(Summarize(f"kernel_slopes_tune_d{d}", tune="lr", sweeps=(
+        *(SummaryFolder(f"kernel_slopes_tune_d{d}", tune="lr", sweeps=(
             Sweep("kernel_slopes_tune", (f"depth={d}", f"lr={KERNEL_LRS}")),)) for d in SLOPE_DEPTHS),
-        *(Summarize(f"kernel_slopes_final_d{d}", sweeps=(Sweep("kernel_slopes_final", (f"depth={d}",)),))
+        *(SummaryFolder(f"kernel_slopes_final_d{d}", sweeps=(Sweep("kernel_slopes_final", (f"depth={d}",)),))
           for d in SLOPE_DEPTHS),
     ), needs=("kernel_tune", "kernel_final"), blocks=lambda r: {"kernel_slopes": kernel.slopes_block(r)},
         figures={"kernel_slopes.png": kernel.slopes_figure}),

@@ -116,8 +116,8 @@ def read_job(job: Path) -> Job:
     """One job folder: `seconds` is the sum of its epochs' training time from run.json (start-up,
     data loading and evaluation not included)."""
     overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
-    run = read_run(job) or {}
-    return Job(parse_overrides(overrides), run.get("status", Status.missing), train_seconds(run))
+    run = read_run(job)
+    return Job(parse_overrides(overrides), run.status if run else Status.missing, train_seconds(run))
 
 
 def folder_jobs(folder: Path, cache: dict | None = None) -> list[Job]:

@@ -38,7 +38,7 @@ class SweepEnd(Callback):
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         jobs = find_jobs(sweep_dir)
         failed = [
-            str(j.relative_to(sweep_dir)) for j in jobs if (read_run(j) or {}).get("status") == Status.failed
+            str(j.relative_to(sweep_dir)) for j in jobs if (r := read_run(j)) and r.status == Status.failed
         ]
         busy = {str(j.relative_to(sweep_dir)): lock_holder(j) for j in jobs}
         busy = {job: pid for job, pid in busy.items() if pid is not None}

@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from slopestudy.config import config_from_record, sweep_jobs
-from slopestudy.run.records import DONE, RUN_JSON, Status, lock_holder, read_run, train_seconds
+from slopestudy.run.records import DONE, RUN_JSON, RunRecord, Status, lock_holder, read_run, train_seconds
 from slopestudy.science.profiles import fit_decay, grad_ratio, theory_decay_per_layer
 
 NUMERIC = ("val_acc", "val_loss", "test_acc", "test_loss", "train_loss", "steps_to_90",
@@ -50,13 +50,12 @@ def collect(sweep_dirs: list[Path]) -> Collected:
             run = read_run(job)
             i = len(rows)
             rows.append(run_row(run, job, sweep))
-            layers += layer_rows(run or {}, i)
+            layers += layer_rows(run, i)
             epochs += [
-                {"run": i, **{k: h.get(k) for k in EPOCH_COLUMNS[1:]}}
-                for h in (run or {}).get("history") or []
+                {"run": i, **{k: h.get(k) for k in EPOCH_COLUMNS[1:]}} for h in (run.history if run else [])
             ]
-            if run and "hparams" in run:
-                hparams.append(run["hparams"])
+            if run and run.hparams:
+                hparams.append(run.hparams)
     runs = pd.DataFrame(rows)
     for col in NUMERIC:
         if col in runs:
@@ -121,31 +120,33 @@ def kept(summary_dir: Path, found: Collected, wanted=None) -> tuple[Collected, i
     return merged, int(keep.sum())
 
 
-def layer_rows(run: dict, i: int) -> list[dict]:
+def layer_rows(run: RunRecord | None, i: int) -> list[dict]:
     """The long per-layer rows of one run: step-0 profiles, and the learned PReLU slopes at the end."""
-    history = run.get("history") or []
-    series = {q: run.get(q) for q in LAYER_QUANTITIES}
+    if run is None:
+        return []
+    history = run.history
+    series = {q: getattr(run, q) for q in LAYER_QUANTITIES}
     series["prelu_slope"] = history[-1].get("prelu_slope") if history else None
     series["kernel_cos_end"] = history[-1].get("kernel_cos") if len(history) > 1 else None
     return [{"run": i, "quantity": q, "layer": layer, "value": v}
             for q, values in series.items() for layer, v in enumerate(values or [])]  # fmt: skip
 
 
-def run_row(run: dict | None, job_dir: Path, sweep_dir: Path) -> dict:
+def run_row(run: RunRecord | None, job_dir: Path, sweep_dir: Path) -> dict:
     """One job as a row: config keys (flattened, hydra's left out), status, results."""
     if run is None:  # killed before run.json, or unreadable: report it, don't crash on it
         cfg = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text()) or {}
         unreadable = (job_dir / RUN_JSON).exists()
-        run = {"status": Status.unreadable if unreadable else Status.missing, "config": cfg,
-               "error": f"{job_dir / RUN_JSON} is not valid JSON" if unreadable else None}  # fmt: skip
-    cfg = pd.json_normalize(run["config"]).iloc[0].to_dict() if run.get("config") else {}
-    history = run.get("history") or []
+        run = RunRecord(config=cfg, status=Status.unreadable if unreadable else Status.missing,
+                        error=f"{job_dir / RUN_JSON} is not valid JSON" if unreadable else None)  # fmt: skip
+    cfg = pd.json_normalize(run.config).iloc[0].to_dict() if run.config else {}
+    history = run.history
     last = history[-1] if len(history) > 1 else {}
-    final = run.get("final") or {}
+    final = run.final or {}
     row = {k: v for k, v in cfg.items() if not k.startswith("hydra")}
     acc_key = "val_acc" if final.get("val_acc") is not None else "test_acc"
     reached = [h["step"] for h in history if (h.get(acc_key) or 0) >= 0.9]
-    status = run.get("status", Status.missing)
+    status = run.status
     if status == Status.running:  # still running in another process, or killed while running
         status = Status.running if lock_holder(job_dir) is not None else Status.interrupted
     row.update(
@@ -156,26 +157,26 @@ def run_row(run: dict | None, job_dir: Path, sweep_dir: Path) -> dict:
         test_loss=final.get("test_loss"),
         train_loss=final.get("train_loss"),
         steps_to_90=reached[0] if reached else None,
-        decay_step0=fit_decay(run.get("signal_norm_step0")),
+        decay_step0=fit_decay(run.signal_norm_step0),
         decay_end=fit_decay(last.get("signal_norm_mean")),
-        grad_ratio_step0=grad_ratio(run.get("grad_norm_step0")),
+        grad_ratio_step0=grad_ratio(run.grad_norm_step0),
         grad_ratio_end=grad_ratio(last.get("grad_norm_mean")),
         dead_frac_step0=_mean(history[0]["dead_frac"]) if history else None,
         dead_frac_end=_mean(last["dead_frac"]) if last else None,
-        kernel_gap_step0=top_hidden_gap(run.get("kernel_cos_step0")),
-        kernel_gap_theory=top_hidden_gap(run.get("kernel_cos_theory")),
+        kernel_gap_step0=top_hidden_gap(run.kernel_cos_step0),
+        kernel_gap_theory=top_hidden_gap(run.kernel_cos_theory),
         kernel_gap_end=top_hidden_gap(last.get("kernel_cos")),
         val_gain_last_half=last_half_gain(history),
         val_gain_last_epoch=last_half_gain(history[-2:]) if len(history) > 2 else None,
         seconds=train_seconds(run),  # the study runner's compute, from a committed runs.csv
-        error=run.get("error"),
+        error=run.error,
         job=str(job_dir.relative_to(sweep_dir)),
-        code_hash=(run.get("env") or {}).get("code_hash"),
-        git_commit=(run.get("env") or {}).get("git_commit"),
+        code_hash=run.env.get("code_hash"),
+        git_commit=run.env.get("git_commit"),
         sweep=shown(sweep_dir),
     )
-    if run and "config" in run:
-        row["decay_theory"] = theory_decay_per_layer(config_from_record(run["config"]))
+    if run.config:
+        row["decay_theory"] = theory_decay_per_layer(config_from_record(run.config))
     return row
 
 

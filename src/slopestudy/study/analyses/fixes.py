@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from slopestudy.science import stats
-from slopestudy.study.analyses import claims, protocol
-from slopestudy.study.analyses.claims import _runs, markdown
+from slopestudy.study.analyses import protocol, replications
+from slopestudy.study.analyses.replications import markdown
 from slopestudy.summary.cells import accuracy_ci, learned
 from slopestudy.summary.collect import done
-from slopestudy.summary.tables import md_table, pm
+from slopestudy.summary.tables import committed, md_table, pm
 
 ROWS = ("fix", "depth")
 FINAL_DEPTHS = (10, 30, 50)  # results/fixes_final_d<depth>: one summary per depth (sections.py)
@@ -45,11 +45,11 @@ def step0_vs_theory(runs: pd.DataFrame, by: tuple[str, ...] = ("depth",)) -> pd.
 
 
 def fixes_block(results: Path) -> str:
-    runs = _runs(results, "fixes_step0")
+    runs = committed(results, "fixes_step0")
     if runs is None:
         return "Fixes at step 0: not run yet."
     parts = [markdown(step0_vs_theory(runs), drop=())]
-    wide = _runs(results, "fixes_step0_gelu_width")
+    wide = committed(results, "fixes_step0_gelu_width")
     if wide is not None:
         parts += ["", "GELU with He init at depth 30, wider nets:", "",
                   markdown(step0_vs_theory(wide, by=("depth", "width")), drop=())]  # fmt: skip
@@ -74,7 +74,7 @@ def tuning_figure(results: Path):
     """Validation accuracy (mean of the tuning seeds; 0 where a run diverged) against lr, one line
     per fix, a panel per depth; the lr each cell chose ringed: where the choice sits on its curve,
     and whether the grid reaches past it. None before the tuning summary exists."""
-    folder, runs = results / "fixes_tune", _runs(results, "fixes_tune")
+    folder, runs = results / "fixes_tune", committed(results, "fixes_tune")
     scores_csv, tuned_csv = folder / "tuning_scores.csv", folder / "tuned.csv"
     if not scores_csv.exists() or not tuned_csv.exists() or runs is None:
         return None
@@ -140,7 +140,7 @@ def vs_reference(final: pd.DataFrame) -> pd.DataFrame:
         arms = {fix: g for fix, g in part.groupby("fix")}
         if REFERENCE not in arms:
             continue
-        table = claims.compare_arms({REFERENCE: arms[REFERENCE], **arms}, REFERENCE)
+        table = replications.compare_arms({REFERENCE: arms[REFERENCE], **arms}, REFERENCE)
         table = table[table["arm"] != REFERENCE].assign(depth=depth)
         for col, holm in (("Welch p", "Welch p (Holm)"), (f"fisher p vs {REFERENCE}", "Fisher p (Holm)")):
             if col in table:
@@ -293,12 +293,12 @@ def endpoint_section(results: Path, parts: dict[int, pd.DataFrame | None]) -> li
 
 
 def fixes_train_block(results: Path) -> str:
-    tuned, tune_runs = results / "fixes_tune" / "tuned.csv", _runs(results, "fixes_tune")
+    tuned, tune_runs = results / "fixes_tune" / "tuned.csv", committed(results, "fixes_tune")
     if not tuned.exists() or tune_runs is None:
         return "What fixes it, trained: not run yet."
     t = tuned_with_fix(pd.read_csv(tuned), tune_runs).sort_values(list(ROWS))
     out = protocol.tuned_section(t, ROWS, header="lr")  # no slope columns: only the leaky fixes have one
-    parts = {d: _runs(results, f"fixes_final_d{d}") for d in FINAL_DEPTHS}
+    parts = {d: committed(results, f"fixes_final_d{d}") for d in FINAL_DEPTHS}
     if all(p is None for p in parts.values()):
         return "\n".join([*out, "Final runs: not run yet."])
     final = pd.concat([p for p in parts.values() if p is not None], ignore_index=True)
@@ -316,6 +316,8 @@ def fixes_train_block(results: Path) -> str:
         how = (f"{b['rounds'].iloc[0]} interleaved rounds of {b['samples'].iloc[0]} samples, "
                f"{b['threads'].iloc[0]} thread, {b['data'].iloc[0]}; medians, "
                "the per-round ratios' quartiles in brackets")  # fmt: skip
+        if (results / "bench_fixes_rounds.csv").exists():
+            how += "; every round in `results/bench_fixes_rounds.csv`"
         out += [f"### Cost per training step, side by side "
                 f"(`python -m slopestudy.tools.bench --fixes`: {how})",
                 "", cost_table(b), "",

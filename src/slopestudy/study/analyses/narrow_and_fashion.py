@@ -1,4 +1,4 @@
-"""Sections 3 and 5 of results/README.md on the validation protocol (the claims round): dying
+"""Sections 3 and 5 of results/README.md on the validation protocol: dying
 units in narrow deep nets (He init, width x depth rows) and Fashion-MNIST (init x depth rows),
 each from its tuning summary (tuned.csv) and its final runs, with the tables and statistics of
 analyses/protocol.py; section 3 adds the dead-unit shares that motivate it."""
@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from slopestudy.science.stats import NEVER_LEARNED
-from slopestudy.study.analyses import claims, protocol
+from slopestudy.study.analyses import protocol, replications
 from slopestudy.summary.collect import done
 from slopestudy.summary.tables import committed
 
@@ -57,7 +57,7 @@ def replication_section(runs: pd.DataFrame, tuned: pd.DataFrame) -> list[str]:
     relu = [name for name in arms if name.startswith("a=0 ")]
     own = f"a=0 at lr {relu_lr:g}"  # ReLU's arm at its own (validation) lr
     leaky = [name for name in arms if name not in relu]
-    table, tests = claims.compare_pairs(arms, [(name, own) for name in leaky])
+    table, tests = replications.compare_pairs(arms, [(name, own) for name in leaky])
     controls = [(name, ref) for name in leaky for ref in relu
                 if ref != own and ref.endswith(name.split(" at ")[1])]  # fmt: skip
     seeds = protocol.seeds_of(runs)
@@ -69,23 +69,23 @@ def replication_section(runs: pd.DataFrame, tuned: pd.DataFrame) -> list[str]:
         "shrink). ReLU also runs at a=0.2's lr on the same seeds, so that the slope is not confounded "
         "with the lr:",
         "",
-        claims.markdown(table),
+        replications.markdown(table),
         "",
         f"The declared family: each leaky arm against ReLU at ReLU's own lr (Fisher's exact test; the "
         f"primary endpoint is the learned rate at {NEVER_LEARNED:g}, Holm over the {len(tests)} "
         f"comparisons; the 0.5 cutoff is a sensitivity check, Holm over the same {len(tests)}):",
         "",
-        claims.markdown(tests, drop=()),
+        replications.markdown(tests, drop=()),
         "",
     ]
     if controls:
-        _, checks = claims.compare_pairs(arms, controls)
+        _, checks = replications.compare_pairs(arms, controls)
         out += [
             "The lr control, added after the first results and not part of the family (a robustness "
             "check: the same ReLU seeds at the leaky arm's lr; one comparison per threshold, so its "
             "Holm p is its Fisher p):",
             "",
-            claims.markdown(checks, drop=()),
+            replications.markdown(checks, drop=()),
             "",
         ]
     return out

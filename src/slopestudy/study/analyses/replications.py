@@ -1,7 +1,8 @@
-"""The analyses behind the claims round of results/README.md (issue 19), from committed runs.csv
-frames: the phase diagram with seeds, learning rate x slope at the final budget, and depth 30
-with power. Each returns a table (DataFrame) and its Markdown; outcomes that are learn-or-fail
-are success rates k/n with exact intervals, never t-intervals over a mix."""
+"""Follow-up tests of claims of results/README.md on fresh seeds, from committed runs.csv frames:
+the phase diagram with seeds (§ 6), learning rate x slope at the final budget (§ 2), and the
+depth-30 replications with 10-20 fresh seeds per slope (§ 2, SGD and Adam). Each returns a
+table (DataFrame) and its Markdown; outcomes that are learn-or-fail are success rates k/n with
+exact intervals, never t-intervals over a mix."""
 
 from __future__ import annotations
 
@@ -183,12 +184,8 @@ def depth30_power(power: pd.DataFrame, fair_final: pd.DataFrame, slopes=(0.0, 0.
 
 
 # --- the marker blocks of results/README.md ---------------------------------------------------
-def _runs(results: Path, name: str) -> pd.DataFrame | None:
-    return committed(results, name)
-
-
 def phase_block(results: Path) -> str:
-    runs = _runs(results, "claims_phase")
+    runs = committed(results, "claims_phase")
     if runs is None:
         return "Phase diagram with seeds: not run yet."
     counts = phase_counts(runs).reset_index().rename(columns={"init_gain": "σ²"})
@@ -204,7 +201,7 @@ def phase_block(results: Path) -> str:
 
 
 def power_block(results: Path) -> str:
-    power, fair = _runs(results, "claims_power_sgd"), _runs(results, "fair_final_sgd")
+    power, fair = committed(results, "claims_power_sgd"), committed(results, "fair_final_sgd")
     if power is None or fair is None:
         return "Depth 30 with power: not run yet."
     fresh = depth30_power(power, fair.iloc[0:0])
@@ -218,8 +215,8 @@ def power_block(results: Path) -> str:
 
 
 def lr_slope_block(results: Path) -> str:
-    runs = _runs(results, "claims_lr_slope_full")  # the full design, once run; else the first 18 runs
-    runs = _runs(results, "claims_lr_slope") if runs is None else runs
+    runs = committed(results, "claims_lr_slope_full")  # the full design, once run; else the first 18 runs
+    runs = committed(results, "claims_lr_slope") if runs is None else runs
     if runs is None:
         return "lr x slope: not run yet."
     table = lr_slope_table(runs)
@@ -243,7 +240,7 @@ ADAM_PAIRS = [("a=0.2 at its lr 0.002", "ReLU at 0.002"), ("a=0.5 at its lr 0.00
 
 
 def adam_power_block(results: Path) -> str:
-    runs = _runs(results, "claims_power_adam")
+    runs = committed(results, "claims_power_adam")
     if runs is None:
         return "Adam at depth 30 with power: not run yet."
     shift = runs["bias_shift"] if "bias_shift" in runs else pd.Series(0.0, index=runs.index)
