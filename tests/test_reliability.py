@@ -245,6 +245,7 @@ def test_run_records_its_code_and_says_so_first(tiny_root, tmp_path):
     assert len(env["code_hash"]) == 16 and len(env["config_hash"]) == 16
     assert isinstance(env["git_dirty"], bool)
     assert env["git_commit"].endswith("+dirty") == env["git_dirty"]
+    assert env["cpu"]["machine"] and env["cpu"]["torch_capability"]  # bit-identical reruns need the same CPU
     first = next(line for line in proc.stdout.splitlines() if "slopestudy" in line)
     assert f"source {env['code_hash']}" in first
     assert ("DIRTY TREE" in first) == env["git_dirty"]

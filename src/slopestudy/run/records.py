@@ -3,6 +3,7 @@ lock that lets one process at a time write a job folder."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -197,11 +198,26 @@ def environment() -> dict:
     return {
         "python": platform.python_version(),
         "packages": versions,
+        "cpu": cpu(),
         "git_commit": commit,
         "git_dirty": dirty,
         "code_hash": tree_hash(PACKAGE, "*.py"),
         "config_hash": tree_hash(repo / "conf", "*.yaml"),
     }
+
+
+def cpu() -> dict:
+    """The CPU and the instruction set torch's kernels use: float sums are rounded differently on
+    different CPUs, so a rerun is bit-identical only where these match (a rerun elsewhere lands
+    within seed-to-seed spread, not on the same digits)."""
+    import torch  # here, not at the top: the summary reads records without needing torch's start-up
+
+    model = None
+    with contextlib.suppress(OSError):  # no /proc off Linux
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), None)  # fmt: skip
+    return {"model": model or platform.processor() or None, "machine": platform.machine(),
+            "torch_capability": torch.backends.cpu.get_cpu_capability()}  # fmt: skip
 
 
 def tree_hash(folder: Path, pattern: str) -> str | None:
