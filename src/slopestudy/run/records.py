@@ -49,7 +49,7 @@ class RunRecord:
     checkpoint carries a copy); a restart, the sweep's callback, the study runner and the summary
     read it back, all through this class. Optional fields are left out of the file while unset."""
 
-    config: dict
+    config: dict = field(default_factory=dict)
     status: Status = Status.running
     device: str | None = None
     threads: int | None = None
@@ -135,7 +135,7 @@ def read_run(folder: str | Path) -> RunRecord | None:
         data = json.loads((Path(folder) / RUN_JSON).read_text())
     except (OSError, ValueError):
         return None
-    return RunRecord.from_json(data) if isinstance(data, dict) and "config" in data else None
+    return RunRecord.from_json(data) if isinstance(data, dict) else None
 
 
 def train_seconds(run: RunRecord | None) -> float | None:
