@@ -93,7 +93,15 @@ def tuning_figure(results: Path):
         for fix in fixes_:
             row = scores[(scores["depth"] == depth) & (scores["fix"] == fix)][lrs].iloc[0]
             x = [float(c.removeprefix("lr=")) for c, v in row.items() if pd.notna(v)]
-            ax.plot(x, row.dropna().to_numpy(), "o-", ms=3, lw=1.2, color=colors[fix], label=fix)
+            ax.plot(
+                x,
+                row.dropna().to_numpy(),
+                "o-",
+                ms=3,
+                lw=1.2,
+                color=colors[fix],
+                label=FIX_WORDS.get(fix, fix),
+            )
             chosen = tuned.loc[(fix, depth)]
             ax.plot([chosen["lr"]], [row[f"lr={chosen['lr']:g}"]], "o", ms=9, mfc="none", color=colors[fix])
         ax.axhline(CHANCE, color="grey", ls=":", lw=1)
@@ -126,6 +134,10 @@ def trained_table(final: pd.DataFrame) -> str:
 
 
 REFERENCE = "leaky_he"  # the plain net every fix is compared with: LeakyReLU a=0.2, He init
+# each conf/fix/ preset in words, for figure legends (tables keep the preset names a reader types)
+FIX_WORDS = {"leaky_default": "no fix (default init)", "leaky_he": "He init", "leaky_layernorm": "LayerNorm",
+             "leaky_batchnorm": "BatchNorm", "leaky_residual": "skips", "selu_lecun": "SELU + LeCun",
+             "gelu_he": "GELU + He", "tanh_xavier": "tanh + Xavier"}  # fmt: skip
 
 
 def vs_reference(final: pd.DataFrame) -> pd.DataFrame:
