@@ -94,7 +94,7 @@ tail -40 "$OUT/study_gpu.log"
 tar czf "$OUT/study_runs.tar.gz" -C "$SWEEP" --exclude='events.out.tfevents.*' --exclude='*.pt' . 2>/dev/null
 
 step "gpu-marked tests"
-timeout "$(cap 120)" python3 -m pytest -m gpu -v -p no:cacheprovider tests/test_gpu.py > "$OUT/gpu_tests.log" 2>&1
+timeout "$(cap 120)" python3 -m pytest -m gpu -v -p no:cacheprovider tests/test_run_gpu.py > "$OUT/gpu_tests.log" 2>&1
 echo "pytest -m gpu: rc=$?"; tail -8 "$OUT/gpu_tests.log"
 
 step "benchmark"

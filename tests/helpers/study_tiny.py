@@ -1,4 +1,4 @@
-"""A tiny section added to the declared ones, for tests/test_study.py: two small sweeps of real
+"""A tiny section added to the declared ones, for tests/test_study_runner.py: two small sweeps of real
 presets on the tiny IDX data (SLOPESTUDY_DATA), one summary and one marker block.
 
     python -m tests.helpers.study_tiny --root DIR run tiny --launcher basic --echo

@@ -1,5 +1,5 @@
 """What the machine can do, checked with a config's values before any work: the device a run
-uses and the peak memory it needs (tests/test_resources.py holds the estimate against measured
+uses and the peak memory it needs (tests/test_run_resources.py holds the estimate against measured
 peak RSS)."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ EVAL_CHUNK = 10_000  # examples per forward pass when evaluating (measures.evalu
 
 
 def estimate_bytes(cfg: StudyConfig, on_cpu: bool = True) -> dict[str, int]:
-    """Peak memory of a run, by part (float32). tests/test_resources.py holds it against the
+    """Peak memory of a run, by part (float32). tests/test_run_resources.py holds it against the
     measured peak RSS of real runs."""
     w, depth = cfg.width, cfg.depth
     sizes = layer_sizes(depth, w)

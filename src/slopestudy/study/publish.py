@@ -3,7 +3,7 @@ results/README.md and its generated pages, from the committed summaries (results
 and, on request, the figures those CSVs determine.
 
 Deterministic: the same CSVs give the same bytes, so a test can check that the committed page is
-what its data says (tests/test_study.py).
+what its data says (tests/test_study_runner.py).
 """
 
 from __future__ import annotations
