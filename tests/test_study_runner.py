@@ -365,8 +365,8 @@ def test_on_a_fresh_machine_the_committed_runs_count_as_done_and_only_the_widene
 
 
 def test_a_split_sweep_runs_one_part_per_value():
-    r = resolve([Sweep("lr_tune", ("init=pytorch",), split="depth")])[
-        Sweep("lr_tune", ("init=pytorch",), "depth")
+    r = resolve([Sweep("legacy/lr_tune", ("init=pytorch",), split="depth")])[
+        Sweep("legacy/lr_tune", ("init=pytorch",), "depth")
     ]
     (task_a, jobs_a), (task_b, jobs_b) = parts(r)
     assert task_a[-1] == "depth=10" and task_b[-1] == "depth=20"

@@ -19,10 +19,10 @@ from slopestudy.study.sweeps import Sweep
 SMALL = ("width=16", "batch_size=32", "probe_size=64", "log_every=3", "hist_every=6", "data.val_size=64",
          "data.fetch=false", "data.verify_md5=false")  # fmt: skip
 # multirun/lr_tune/all: 2 jobs of 1 epoch
-FIRST = Sweep("lr_tune", ("init=pytorch", "depth=2", "lr=0.01,0.1", *SMALL))
+FIRST = Sweep("legacy/lr_tune", ("init=pytorch", "depth=2", "lr=0.01,0.1", *SMALL))
 # multirun/slope_depth/kaiming: a 1-epoch job, then a 2-epoch one (the one a test stops mid-way)
-SECOND = Sweep("slope_depth", ("init=kaiming", "lr=0.01", "slope=0.2", "depth=2", "seed=0", "epochs=1,2",
-                               *SMALL))  # fmt: skip
+SECOND = Sweep("legacy/slope_depth", ("init=kaiming", "lr=0.01", "slope=0.2", "depth=2", "seed=0",
+                                      "epochs=1,2", *SMALL))  # fmt: skip
 
 
 def tiny_block(results: Path) -> dict[str, str]:
