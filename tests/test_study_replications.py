@@ -239,3 +239,15 @@ def test_endpoint_check_compares_each_epoch_and_the_best_validation_epoch():
     assert "| leaky_he | 30 | 0/4 | 0/4 | 0/4 |" in fixes.endpoint_learned_table(
         pd.DataFrame(rows), with_loss, last=2
     )
+
+
+def test_cost_table_counts_the_rounds_in_which_each_fix_was_slower():
+    key = "ratio_to_leaky_he"
+    bench = pd.DataFrame({"fix": ["leaky_he", "leaky_batchnorm"], "depth": 10, "ms_per_step": [6.0, 7.5],
+                          key: [1.0, 1.25], "ratio_q1": [1.0, 1.2], "ratio_q3": [1.0, 1.3]})  # fmt: skip
+    rounds = pd.DataFrame({"fix": ["leaky_he"] * 3 + ["leaky_batchnorm"] * 3, "depth": 10,
+                           "round": [1, 2, 3] * 2, key: [1.0, 1.0, 1.0, 1.3, 0.9, 1.2]})  # fmt: skip
+    table = fixes.cost_table(bench, rounds)
+    assert "| leaky_batchnorm | 7.5 (×1.25 [1.20, 1.30], slower in 2/3 rounds) |" in table
+    assert "| leaky_he | 6.0 (×1.00 [1.00, 1.00]) |" in table  # the reference is not counted against itself
+    assert "rounds" not in fixes.cost_table(bench)  # without the rounds file: the medians only

@@ -260,17 +260,28 @@ def epoch_means_table(final: pd.DataFrame, epochs: pd.DataFrame) -> str:
     return md_table(["fix", "depth", *(f"epoch {e}" for e in wide.columns)], rows)
 
 
-def cost_table(bench: pd.DataFrame) -> str:
+def cost_table(bench: pd.DataFrame, rounds: pd.DataFrame | None = None) -> str:
     """bench_fixes.csv (python -m slopestudy.tools.bench --fixes) as fix rows x depth: ms per step and
-    the ratio to the plain net's, both medians over interleaved rounds, with the ratios' quartiles."""
+    the ratio to the plain net's, both medians over interleaved rounds, with the ratios' quartiles;
+    with the rounds (bench_fixes_rounds.csv), in how many rounds the fix was the slower one."""
     ratio = next(c for c in bench.columns if c.startswith("ratio_to_"))
     depths = sorted(bench["depth"].unique())
     cells = bench.set_index(["fix", "depth"])
+    slower = None
+    if rounds is not None:
+        slower = (
+            rounds.assign(slower=rounds[ratio] > 1).groupby(["fix", "depth"])["slower"].agg(["sum", "size"])
+        )
 
     def cell(fix: str, d: int) -> str:
         c = cells.loc[(fix, d)]
         spread = f" [{c['ratio_q1']:.2f}, {c['ratio_q3']:.2f}]" if "ratio_q1" in c else ""
-        return f"{c['ms_per_step']:.1f} (×{c[ratio]:.2f}{spread})"
+        count = ""
+        if slower is not None and (fix, d) in slower.index and fix != ratio.removeprefix("ratio_to_"):
+            count = (
+                f", slower in {int(slower.loc[(fix, d), 'sum'])}/{int(slower.loc[(fix, d), 'size'])} rounds"
+            )
+        return f"{c['ms_per_step']:.1f} (×{c[ratio]:.2f}{spread}{count})"
 
     rows = [[fix, *(cell(fix, d) for d in depths)] for fix in dict.fromkeys(bench["fix"])]
     ref = ratio.removeprefix("ratio_to_")
@@ -328,11 +339,12 @@ def fixes_train_block(results: Path) -> str:
         how = (f"{b['rounds'].iloc[0]} interleaved rounds of {b['samples'].iloc[0]} samples, "
                f"{b['threads'].iloc[0]} thread, {b['data'].iloc[0]}; medians, "
                "the per-round ratios' quartiles in brackets")  # fmt: skip
-        if (results / "bench_fixes_rounds.csv").exists():
+        rounds = results / "bench_fixes_rounds.csv"
+        if rounds.exists():
             how += "; every round in `results/bench_fixes_rounds.csv`"
         out += [f"### Cost per training step, side by side "
                 f"(`python -m slopestudy.tools.bench --fixes`: {how})",
-                "", cost_table(b), "",
+                "", cost_table(b, pd.read_csv(rounds) if rounds.exists() else None), "",
                 # each ms median is over its own rounds; only a ratio pairs two fixes within a round
                 "Compare fixes by the ratios (each round times every fix back to back); the ms "
                 "columns' medians are taken per fix separately and are not a side-by-side comparison.",
