@@ -128,7 +128,7 @@ def section_status(study: Study, section: Section, resolved: dict, walls: dict) 
     done, total = sum(s.done for s in states), sum(len(s.r.jobs) for s in states)
     jobs = f"{done}/{total}" if states else "–"
     page = published_state(study.results, section)
-    return [f"{section.name:<18} {jobs:>10}  {compute_spent(states):<28} {page}", *(s.line() for s in states)]
+    return [f"{section.name:<20} {jobs:>8}  {compute_spent(states):<28} {page}", *(s.line() for s in states)]
 
 
 def compute_spent(states: list[SweepState]) -> str:
@@ -146,7 +146,7 @@ def compute_spent(states: list[SweepState]) -> str:
 def status(study: Study, sections: list[Section]) -> str:
     resolved = resolve([sweep for section in sections for sweep in section.sweeps])
     walls = wall_times(study.results)
-    lines = [f"{'section':<18} {'jobs':>10}  {'compute':<28} page (results/README.md blocks, pages)"]
+    lines = [f"{'section':<20} {'jobs':>8}  {'compute':<28} page (results/README.md blocks, pages)"]
     for section in (s for s in sections if not s.retired):
         lines += section_status(study, section, resolved, walls)
     if retired := [s for s in sections if s.retired]:
