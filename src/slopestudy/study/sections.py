@@ -44,7 +44,7 @@ PAGE_SECTIONS = {
     5: "Fashion-MNIST, on the validation protocol",
     6: "The edge of trainability: the slope shifts it like a rescaled init, at a fixed lr",
     7: "Let gradient descent pick the slope: PReLU",
-    8: "What else fixes vanishing gradients: each fix next to its own theory, at step 0",
+    8: "What else fixes vanishing gradients: each fix at step 0 next to its theory, then trained",
     9: "Where the slope decides: the kernel",
 }
 
